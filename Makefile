@@ -1,0 +1,42 @@
+# Two commands on a fresh machine:  `make demo` (the main job) and `make test` (the tests).
+# Each creates the virtual environment and installs what it needs (CPU torch by default).
+VENV ?= .venv
+PYTHON ?= python3
+# CPU build of torch. For a GPU: make TORCH_SPEC="torch" TORCH_INDEX="--index-url https://download.pytorch.org/whl/cu124"
+TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?=
+PY := $(VENV)/bin/python
+
+.PHONY: demo test lint bench bench-quick clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q $(TORCH_INDEX) "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/pyrocausal demo --out out/demo
+
+test: $(VENV)/.installed
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m pytest
+
+lint: $(VENV)/.installed
+	$(PY) -m ruff check . && $(PY) -m ruff format --check .
+
+$(VENV)-bench/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)-bench
+	$(VENV)-bench/bin/python -m pip install -q $(TORCH_INDEX) "$(TORCH_SPEC)"
+	$(VENV)-bench/bin/python -m pip install -q -e ".[dev,bench]"
+	touch $@
+
+bench: $(VENV)-bench/.installed
+	$(VENV)-bench/bin/python bench/scm_suite.py --out bench/results
+
+bench-quick: $(VENV)-bench/.installed
+	$(VENV)-bench/bin/python bench/scm_suite.py --quick --out out/bench-quick
+
+clean:
+	rm -rf $(VENV) $(VENV)-bench out build *.egg-info

@@ -1,0 +1,31 @@
+"""pyrocausal: causal generative models as Pyro programs with Zuko flow mechanisms.
+
+Example:
+    >>> import pyrocausal as pc
+    >>> g = pc.CausalGraph({"x1": [], "x2": ["x1"], "x3": ["x1", "x2"]})
+    >>> scm = pc.SCM(g)
+    >>> scm.nodes
+    ('x1', 'x2', 'x3')
+"""
+
+from pyrocausal.graph import CausalGraph, GraphError
+from pyrocausal.handlers import intervene
+from pyrocausal.inference import History, TrainingDivergedError
+from pyrocausal.mechanisms import MAF, NSF, LinearGaussian, Mechanism
+from pyrocausal.models import SCM, InterventionalSCM
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MAF",
+    "NSF",
+    "SCM",
+    "CausalGraph",
+    "GraphError",
+    "History",
+    "InterventionalSCM",
+    "LinearGaussian",
+    "Mechanism",
+    "TrainingDivergedError",
+    "intervene",
+]
