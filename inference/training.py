@@ -71,11 +71,11 @@ def train_mle(
     nll: Callable[[Tensor], Tensor],
     data: Tensor,
     *,
+    val_data: Tensor | None = None,
     epochs: int = 200,
     batch_size: int = 512,
     lr: float = 3e-3,
     weight_decay: float = 0.0,
-    val_fraction: float = 0.1,
     patience: int | None = 30,
     cosine: bool = True,
     seed: int | None = None,
@@ -88,16 +88,16 @@ def train_mle(
         module: Holds the parameters (already on the device of ``data``).
         nll: Mean negative log-likelihood of a batch of rows of ``data``.
         data: Training rows, shape ``(n, d)``.
+        val_data: Held-out rows to pick the best epoch and stop early (``None``: the last
+            epoch is kept).
         epochs: Maximum number of passes over the training rows.
         batch_size: Rows per step.
         lr: Initial learning rate.
         weight_decay: Adam weight decay.
-        val_fraction: Share of rows held out to pick the best epoch and stop early
-            (0 disables validation; then the last epoch is kept).
         patience: Stop when the validation loss has not improved for this many epochs
             (``None`` never stops early).
         cosine: Anneal the learning rate along a cosine to 1% of ``lr``.
-        seed: Seed for the split and the batch order (the global RNG when ``None``).
+        seed: Seed of the batch order (the global RNG when ``None``).
         progress: Show a tqdm progress bar with the current losses.
         description: Label of the progress bar.
 
@@ -121,15 +121,11 @@ def train_mle(
         raise ValueError(f"epochs must be at least 1, got {epochs}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     generator = torch.Generator(device="cpu")
     generator.manual_seed(seed if seed is not None else int(torch.randint(2**31, ()).item()))
 
-    n = data.shape[0]
-    perm = torch.randperm(n, generator=generator).to(data.device)
-    n_val = int(round(n * val_fraction)) if n >= 20 else 0
-    val, train = data[perm[:n_val]], data[perm[n_val:]]
+    train, val = data, val_data
+    n_val = 0 if val is None else int(val.shape[0])
 
     params = [p for p in module.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)

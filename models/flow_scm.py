@@ -5,7 +5,7 @@ from __future__ import annotations
 __all__ = ["SCM", "InterventionalSCM"]
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +22,20 @@ from pyrocausal.graph import CausalGraph, GraphError
 from pyrocausal.inference.counterfactual import noise_site, reparam_noise, replay_counterfactual
 from pyrocausal.inference.devices import resolve_device
 from pyrocausal.inference.training import History, train_mle
-from pyrocausal.mechanisms import MAF, Mechanism, ZukoBase, mechanism_from_config
+from pyrocausal.mechanisms import (
+    MAF,
+    Auto,
+    Mechanism,
+    StackedMechanism,
+    ZukoBase,
+    mechanism_from_config,
+)
 from pyrocausal.validation import Intervention, check_frame, check_intervention
 
 _FORMAT = "pyrocausal.SCM"
 _VERSION = 1
 
-MechanismArg = Mechanism | str | Mapping[str, Mechanism | str] | None
+MechanismArg = Mechanism | Auto | str | Mapping[str, Mechanism | str] | None
 
 
 class SCM(nn.Module):
@@ -44,7 +51,10 @@ class SCM(nn.Module):
             ``node -> parents``, a :class:`networkx.DiGraph`, an edge list).
         mechanisms: One :class:`~pyrocausal.mechanisms.Mechanism` for every node, or a mapping
             ``node -> Mechanism`` (nodes left out get the default), or a name (``"maf"``,
-            ``"nsf"``, ``"linear"``). Default: :class:`~pyrocausal.mechanisms.MAF`.
+            ``"nsf"``, ``"linear"``), or ``"auto"`` / :class:`~pyrocausal.mechanisms.Auto`
+            to choose each node's mechanism by held-out likelihood during :meth:`fit`
+            (the choice is then in :attr:`mechanisms` and :attr:`selection`).
+            Default: :class:`~pyrocausal.mechanisms.MAF`.
 
     Example:
         >>> import pyrocausal as pc
@@ -71,14 +81,18 @@ class SCM(nn.Module):
         for node in self.graph.nodes:
             if "." in node:
                 raise GraphError(f"node name {node!r} must not contain '.'")
+        if isinstance(mechanisms, str) and mechanisms == "auto":
+            mechanisms = Auto()
+        self.auto: Auto | None = mechanisms if isinstance(mechanisms, Auto) else None
+        self.selection: pd.DataFrame | None = None
+        if self.auto is not None:
+            mechanisms = self.auto.candidates[-1]
         self.mechanisms: dict[str, Mechanism] = _resolve_mechanisms(self.graph, mechanisms)
-        self.flows = nn.ModuleDict(
-            {n: self.mechanisms[n].build(len(self.graph.parents(n))) for n in self.graph.nodes}
-        )
         self._index = {n: i for i, n in enumerate(self.graph.nodes)}
         self._parent_index = {
             n: [self._index[p] for p in self.graph.parents(n)] for n in self.graph.nodes
         }
+        self.stacks = self._build_stacks()
         self.register_buffer("loc", torch.zeros(len(self.graph)))
         self.register_buffer("scale", torch.ones(len(self.graph)))
         self.register_buffer("fitted", torch.tensor(False))
@@ -121,7 +135,7 @@ class SCM(nn.Module):
         (noise -> standardized value) and the de-standardization.
         """
         context = self._context(node, values)
-        flow = self.flows[node](context)
+        flow = self.flow(node, context)
         if context is not None:
             batch_shape = torch.broadcast_shapes(batch_shape, context.shape[:-1])
         base = ZukoBase(flow.base.expand(batch_shape))
@@ -175,7 +189,7 @@ class SCM(nn.Module):
         noise: dict[str, Tensor] = {}
         with pyro.plate("rows", n, dim=-1):
             for node in self.graph.nodes:
-                flow = self.flows[node](self._context(node, data))
+                flow = self.flow(node, self._context(node, data))
                 z = self._standardize(node, data[node]).unsqueeze(-1)
                 u = flow.transform(z)
                 noise[node] = pyro.sample(noise_site(node), dist.Delta(u, event_dim=1))
@@ -196,12 +210,14 @@ class SCM(nn.Module):
         weight_decay: float = 0.0,
         cosine: bool = True,
         seed: int | None = None,
+        num_threads: int | None = 1,
     ) -> History:
         """Fit every mechanism by maximum likelihood on fully observed rows.
 
         The per-node log densities are summed and trained in one batched pass per step
-        (no Pyro trace in the inner loop). The data are standardized per column inside the
-        model; every answer comes back in original units.
+        (no Pyro trace in the inner loop). Every fit starts afresh: each mechanism's linear
+        part from least squares, its flow part from the identity. The data are standardized
+        per column inside the model; every answer comes back in original units.
 
         Arguments:
             data: One numeric column per node, no missing values.
@@ -215,18 +231,49 @@ class SCM(nn.Module):
             weight_decay: Adam weight decay.
             cosine: Cosine learning-rate schedule.
             seed: Seed of the split, batch order and initial weights.
+            num_threads: CPU threads during the fit (restored afterwards). The per-node
+                networks are small, and on a CPU one thread is fastest (several threads
+                were seen to slow small steps by orders of magnitude). ``None`` keeps
+                torch's setting.
 
         Returns:
             The per-epoch :class:`~pyrocausal.inference.History`.
         """
         frame = check_frame(data, self.graph.nodes)
+        if num_threads is None or resolve_device(device).type != "cpu":
+            return self._fit(frame, epochs, batch_size, lr, device, progress, val_fraction,
+                             patience, weight_decay, cosine, seed)  # fmt: skip
+        previous = torch.get_num_threads()
+        torch.set_num_threads(num_threads)
+        try:
+            return self._fit(frame, epochs, batch_size, lr, device, progress, val_fraction,
+                             patience, weight_decay, cosine, seed)  # fmt: skip
+        finally:
+            torch.set_num_threads(previous)
+
+    def _fit(
+        self,
+        frame: pd.DataFrame,
+        epochs: int,
+        batch_size: int,
+        lr: float,
+        device: str | torch.device,
+        progress: bool,
+        val_fraction: float,
+        patience: int | None,
+        weight_decay: float,
+        cosine: bool,
+        seed: int | None,
+    ) -> History:
         flat = [c for c in frame.columns if frame[c].std() == 0.0 or len(frame) < 2]
         if flat:
             raise ValueError(f"column(s) {flat} have no variation; a mechanism cannot be fitted")
+        if not 0.0 <= val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
         dev = resolve_device(device)
         if seed is not None:
             torch.manual_seed(seed)
-            self._reset_parameters()
+        self._reset_parameters()  # every fit starts afresh
         self.to(dev)
         x = torch.tensor(frame.to_numpy(), dtype=self.dtype, device=dev)
         with torch.no_grad():
@@ -234,41 +281,122 @@ class SCM(nn.Module):
             self.scale.copy_(x.std(0))
             self.fitted.fill_(True)
         z = (x - self.loc) / self.scale
-        index = {
-            n: (
-                self._index[n],
-                torch.tensor(self._parent_index[n], dtype=torch.long, device=dev),
-            )
-            for n in self.graph.nodes
-        }
-
-        def nll(batch: Tensor) -> Tensor:
-            total = batch.new_zeros(())
-            for node, (i, pa) in index.items():
-                flow = self.flows[node](batch[:, pa] if len(pa) else None)
-                total = total - flow.log_prob(batch[:, i : i + 1]).mean()
-            return total
-
-        return train_mle(
-            self.flows,
-            nll,
-            z,
-            epochs=epochs,
+        generator = torch.Generator().manual_seed(
+            seed if seed is not None else int(torch.randint(2**31, ()))
+        )
+        perm = torch.randperm(len(z), generator=generator).to(dev)
+        n_val = int(round(len(z) * val_fraction)) if len(z) >= 20 else 0
+        train, val = z[perm[n_val:]], (z[perm[:n_val]] if n_val else None)
+        options = dict(
             batch_size=batch_size,
             lr=lr,
             weight_decay=weight_decay,
-            val_fraction=val_fraction,
             patience=patience,
             cosine=cosine,
             seed=seed,
             progress=progress,
+        )
+        self._initialize(self.stacks, self._groups, train)
+        if self.auto is not None:
+            if val is None:
+                raise ValueError("mechanisms='auto' needs held-out rows: set val_fraction > 0")
+            pilot = max(1, round(epochs * self.auto.pilot_fraction))
+            self._select_mechanisms(train, val, epochs=pilot, **options)
+            epochs -= pilot
+            if epochs == 0:
+                return History(best_epoch=-1)
+        return train_mle(
+            self.stacks,
+            self._nll(self.stacks, self._groups),
+            train,
+            val_data=val,
+            epochs=epochs,
             description="SCM.fit",
+            **options,
+        )
+
+    def _initialize(
+        self, stacks: nn.ModuleList, groups: list[tuple[Mechanism, list[str]]], train: Tensor
+    ) -> None:
+        """Least-squares start of every mechanism's linear part (see StackedMechanism)."""
+        for stack, (_, nodes) in zip(stacks, groups):
+            stack.initialize(train, torch.tensor([self._index[n] for n in nodes]))
+
+    def _nll(
+        self, stacks: nn.ModuleList, groups: list[tuple[Mechanism, list[str]]]
+    ) -> Callable[[Tensor], Tensor]:
+        """Mean negative log-likelihood of standardized rows under ``stacks``."""
+        columns = [
+            torch.tensor([self._index[n] for n in nodes], device=self.device) for _, nodes in groups
+        ]
+
+        def nll(batch: Tensor) -> Tensor:
+            log_prob = sum(
+                stack.log_prob_all(batch, cols).sum(0) for stack, cols in zip(stacks, columns)
+            )
+            return -log_prob.mean()
+
+        return nll
+
+    def _select_mechanisms(self, train: Tensor, val: Tensor, epochs: int, **options: Any) -> None:
+        """Train every candidate on every node, keep each node's choice (see :class:`Auto`)."""
+        assert self.auto is not None
+        nodes = list(self.graph.nodes)
+        parents = [self._parent_index[n] for n in nodes]
+        candidates = nn.ModuleList(
+            spec.build(parents, len(nodes)) for spec in self.auto.candidates
+        ).to(device=self.device, dtype=self.dtype)
+        groups = [(spec, nodes) for spec in self.auto.candidates]
+        self._initialize(candidates, groups, train)
+        train_mle(
+            candidates,
+            self._nll(candidates, groups),
+            train,
+            val_data=val,
+            epochs=epochs,
+            description="SCM.fit (choosing mechanisms)",
+            **options,
+        )
+        columns = torch.arange(len(nodes), device=self.device)
+        with torch.no_grad():
+            nll = -torch.stack([c.log_prob_all(val, columns) for c in candidates])  # (C, G, n)
+        chosen = {n: self.auto.select(nll[:, i]) for i, n in enumerate(nodes)}
+        self.mechanisms = {n: self.auto.candidates[chosen[n]] for n in nodes}
+        self.stacks = self._build_stacks().to(device=self.device, dtype=self.dtype)
+        for i, node in enumerate(nodes):
+            g, k = self._slot[node]
+            stack: StackedMechanism = self.stacks[g]
+            stack.copy_slot(candidates[chosen[node]], i, k)
+        names = [_describe(spec) for spec in self.auto.candidates]
+        table = pd.DataFrame(nll.mean(-1).T.cpu().numpy(), index=nodes, columns=names)
+        table["chosen"] = [names[chosen[n]] for n in nodes]
+        table.index.name = "node"
+        self.selection = table
+
+    def _build_stacks(self) -> nn.ModuleList:
+        # Nodes that share a mechanism specification are stacked: each keeps its own
+        # weights, and one batched pass evaluates all of them.
+        groups: dict[Mechanism, list[str]] = {}
+        for node in self.graph.nodes:
+            groups.setdefault(self.mechanisms[node], []).append(node)
+        self._groups = list(groups.items())
+        self._slot = {
+            node: (g, k)
+            for g, (_, nodes) in enumerate(self._groups)
+            for k, node in enumerate(nodes)
+        }
+        return nn.ModuleList(
+            spec.build([self._parent_index[n] for n in nodes], len(self.graph))
+            for spec, nodes in self._groups
         )
 
     def _reset_parameters(self) -> None:
-        self.flows = nn.ModuleDict(
-            {n: self.mechanisms[n].build(len(self.graph.parents(n))) for n in self.graph.nodes}
-        ).to(device=self.device, dtype=self.dtype)
+        self.stacks = self._build_stacks().to(device=self.device, dtype=self.dtype)
+
+    def flow(self, node: str, context: Tensor | None):  # noqa: ANN201
+        """The Zuko flow of ``node`` given its parents' standardized values ``(..., k)``."""
+        g, k = self._slot[node]
+        return self.stacks[g].flow(k, context)
 
     # ------------------------------------------------------------------ queries
     def _tensors(self, frame: pd.DataFrame) -> dict[str, Tensor]:
@@ -493,6 +621,11 @@ class _seeded:
     def __exit__(self, *exc: object) -> None:
         if self.seed is not None:
             self._fork.__exit__(*exc)
+
+
+def _describe(spec: Mechanism) -> str:
+    hidden = "x".join(map(str, spec.hidden_features))
+    return f"{spec.name}({hidden})" if hidden else spec.name
 
 
 def _num_rows(data: Mapping[str, Tensor], num_rows: int | None) -> int:

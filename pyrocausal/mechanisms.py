@@ -1,36 +1,46 @@
 """Causal mechanisms: conditional distributions ``p(x_i | parents)`` as invertible flows.
 
-A mechanism is a *specification* (a small frozen dataclass such as :class:`MAF`) whose
-:meth:`Mechanism.build` makes a Zuko lazy flow ``flow(context) -> NormalizingFlow``. The flow's
-transform maps the node's (standardized) value to its exogenous noise, so abduction is
-``flow(pa).transform(x)`` and prediction is ``flow(pa).transform.inv(u)``. Inside the Pyro
-program the flow's base enters through :class:`pyro.contrib.zuko.ZukoToPyro`.
+A mechanism is a *specification* (a small frozen dataclass such as :class:`MAF`). Every node
+gets its own conditioner network and its own univariate Zuko transform, so mechanisms are
+independent; nodes that share a specification are *stacked*: their networks are evaluated in
+one batched pass (:class:`StackedMechanism`), which is what makes fitting as fast as a single
+masked flow. Each node's mechanism is a Zuko :class:`~zuko.distributions.NormalizingFlow`
+whose transform maps the node's (standardized) value to its exogenous noise, so abduction is
+``flow.transform(x)`` and prediction is ``flow.transform.inv(u)``. Inside the Pyro program
+the flow's base enters through :class:`ZukoBase` (a :class:`pyro.contrib.zuko.ZukoToPyro`).
 """
 
 from __future__ import annotations
 
 __all__ = [
     "MAF",
+    "Auto",
     "MECHANISMS",
     "NSF",
     "LinearGaussian",
     "Mechanism",
+    "StackedMechanism",
     "ZukoBase",
     "mechanism_from_config",
 ]
 
 import dataclasses
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
-import zuko
 from pyro.contrib.zuko import ZukoToPyro
-from torch import Tensor, nn
-from torch.distributions import AffineTransform
-from zuko.distributions import DiagNormal
-from zuko.lazy import Flow, LazyTransform, UnconditionalDistribution
-from zuko.transforms import DependentTransform
+from torch import Size, Tensor, nn
+from torch.distributions import AffineTransform, Transform
+from zuko.distributions import DiagNormal, NormalizingFlow
+from zuko.transforms import (
+    ComposedTransform,
+    DependentTransform,
+    MonotonicAffineTransform,
+    MonotonicRQSTransform,
+)
 
 
 class ZukoBase(ZukoToPyro):
@@ -44,140 +54,340 @@ class ZukoBase(ZukoToPyro):
         torch.Size([3, 1])
     """
 
-    def rsample(self, sample_shape: torch.Size = torch.Size()) -> Tensor:  # noqa: B008
+    def rsample(self, sample_shape: Size = Size()) -> Tensor:  # noqa: B008
         return self.dist.rsample(sample_shape)
 
-    def sample(self, sample_shape: torch.Size = torch.Size()) -> Tensor:  # noqa: B008
+    def sample(self, sample_shape: Size = Size()) -> Tensor:  # noqa: B008
         return self.dist.sample(sample_shape)
 
-    def expand(self, batch_shape, _instance=None) -> ZukoBase:  # noqa: ANN001
-        return ZukoBase(self.dist.expand(torch.Size(batch_shape)))
+    def expand(self, batch_shape: Sequence[int], _instance: object = None) -> ZukoBase:
+        return ZukoBase(self.dist.expand(Size(batch_shape)))
 
 
 @dataclass(frozen=True)
 class Mechanism:
     """Base class of mechanism specifications.
 
-    Subclasses set ``name`` (used in saved models and on the command line) and implement
-    :meth:`build`. ``context`` is the number of parents of the node.
+    A specification says how a node's conditioner network is shaped (``hidden_features``)
+    and which univariate Zuko transform its outputs parameterize (:meth:`univariate`).
     """
 
     name: ClassVar[str] = "mechanism"
+    hidden_features: tuple[int, ...] = (32, 32)
 
-    def build(self, context: int) -> Flow:
-        """Make the lazy conditional flow of a node with ``context`` parents."""
+    def shapes(self) -> list[Size]:
+        """Shapes of the transform parameters the conditioner outputs per node."""
         raise NotImplementedError
+
+    def univariate(self, params: list[Tensor]) -> Transform:
+        """The transform ``x -> u`` (standardized value to noise) for the given parameters."""
+        raise NotImplementedError
+
+    def build(self, parents: Sequence[Sequence[int]], num_features: int) -> StackedMechanism:
+        """Stack this mechanism for nodes with the given parent columns."""
+        return StackedMechanism(self, parents, num_features)
 
     def to_config(self) -> dict[str, Any]:
         """A JSON-friendly description, inverted by :func:`mechanism_from_config`."""
-        return {"type": self.name, **dataclasses.asdict(self)}
+        config = dataclasses.asdict(self)
+        config["hidden_features"] = list(self.hidden_features)
+        return {"type": self.name, **config}
 
 
 @dataclass(frozen=True)
 class MAF(Mechanism):
-    """Affine masked autoregressive flow (Zuko :class:`zuko.flows.MAF`) for one node.
+    """Affine autoregressive flow mechanism (Zuko's ``MonotonicAffineTransform``).
 
-    With one feature, each transform is ``x = t(pa) + exp(s(pa)) * u``: a heteroscedastic
-    additive-noise mechanism. Stacking transforms adds nothing for one feature, so the
-    default is one.
+    ``x = t(pa) + exp(s(pa)) * u`` with ``u ~ N(0, 1)``: a heteroscedastic additive-noise
+    mechanism, what a one-feature :class:`zuko.flows.MAF` conditioned on the parents is.
 
     Arguments:
-        transforms: Number of stacked autoregressive transforms.
-        hidden_features: Hidden layer sizes of the conditioner network.
+        hidden_features: Hidden layer sizes of the node's conditioner network.
+        transforms: Number of composed affine transforms (one suffices for one feature).
 
     Example:
         >>> import torch
-        >>> flow = MAF(hidden_features=(16, 16)).build(context=2)
-        >>> d = flow(torch.randn(5, 2))
-        >>> d.log_prob(torch.randn(5, 1)).shape
+        >>> stack = MAF(hidden_features=(16, 16)).build([[], [0]], num_features=2)
+        >>> flow = stack.flow(1, torch.randn(5, 1))
+        >>> flow.log_prob(torch.randn(5, 1)).shape
         torch.Size([5])
     """
 
     name: ClassVar[str] = "maf"
     transforms: int = 1
-    hidden_features: tuple[int, ...] = (64, 64)
 
-    def build(self, context: int) -> Flow:
-        return zuko.flows.MAF(
-            features=1,
-            context=context,
-            transforms=self.transforms,
-            hidden_features=tuple(self.hidden_features),
-        )
+    def shapes(self) -> list[Size]:
+        return [Size(()), Size(())] * self.transforms
+
+    def univariate(self, params: list[Tensor]) -> Transform:
+        steps = [MonotonicAffineTransform(s, a) for s, a in zip(params[::2], params[1::2])]
+        return steps[0] if len(steps) == 1 else ComposedTransform(*steps)
 
 
 @dataclass(frozen=True)
 class NSF(Mechanism):
-    """Monotonic rational-quadratic spline flow (Zuko :class:`zuko.flows.NSF`) for one node.
+    """Monotonic rational-quadratic spline mechanism (Zuko's ``MonotonicRQSTransform``).
 
-    Non-additive and non-Gaussian noise (mixtures, multiplicative noise) need a spline.
-    The spline acts on ``[-bound, bound]`` of the standardized value and is linear outside.
+    Non-additive and non-Gaussian noise (mixtures, multiplicative noise) need a spline. The
+    spline acts on ``[-bound, bound]`` of the standardized value and is linear outside.
 
     Arguments:
+        hidden_features: Hidden layer sizes of the node's conditioner network.
         bins: Number of spline bins.
-        transforms: Number of stacked spline transforms.
-        hidden_features: Hidden layer sizes of the conditioner network.
+        transforms: Number of composed spline transforms.
+        bound: Half-width of the spline's domain (standardized units).
 
     Example:
         >>> import torch
-        >>> flow = NSF(bins=4, hidden_features=(16,)).build(context=0)
-        >>> flow().sample((3,)).shape
+        >>> stack = NSF(bins=4, hidden_features=(16,)).build([[]], num_features=1)
+        >>> stack.flow(0, None).sample((3,)).shape
         torch.Size([3, 1])
     """
 
     name: ClassVar[str] = "nsf"
     bins: int = 8
     transforms: int = 1
-    hidden_features: tuple[int, ...] = (64, 64)
+    bound: float = 5.0
 
-    def build(self, context: int) -> Flow:
-        return zuko.flows.NSF(
-            features=1,
-            context=context,
-            bins=self.bins,
-            transforms=self.transforms,
-            hidden_features=tuple(self.hidden_features),
-        )
+    def shapes(self) -> list[Size]:
+        b = self.bins
+        return [Size((b,)), Size((b,)), Size((b - 1,))] * self.transforms
 
-
-class _LinearShiftTransform(LazyTransform):
-    """``x -> u = (x - w.pa - b) / sigma``: the transform of a linear-Gaussian mechanism."""
-
-    def __init__(self, context: int) -> None:
-        super().__init__()
-        self.linear = nn.Linear(context, 1, bias=False) if context else None
-        self.bias = nn.Parameter(torch.zeros(1))
-        self.log_scale = nn.Parameter(torch.zeros(1))
-
-    def forward(self, c: Tensor | None = None) -> DependentTransform:
-        mean = self.bias if c is None or self.linear is None else self.linear(c) + self.bias
-        inv_scale = torch.exp(-self.log_scale).expand_as(mean)
-        return DependentTransform(AffineTransform(-mean * inv_scale, inv_scale), 1)
+    def univariate(self, params: list[Tensor]) -> Transform:
+        steps = [
+            MonotonicRQSTransform(w, h, d, bound=self.bound)
+            for w, h, d in zip(params[::3], params[1::3], params[2::3])
+        ]
+        return steps[0] if len(steps) == 1 else ComposedTransform(*steps)
 
 
 @dataclass(frozen=True)
 class LinearGaussian(Mechanism):
     """Linear-Gaussian (additive-noise) mechanism ``x = w . pa + b + sigma * u``, u ~ N(0, 1).
 
-    The teaching mechanism: its parameters are the regression coefficients (in standardized
-    units).
+    The teaching mechanism; its parameters are regression coefficients in standardized
+    units. ``hidden_features`` is fixed to ``()`` (no hidden layer).
 
     Example:
         >>> import torch
-        >>> flow = LinearGaussian().build(context=1)
-        >>> d = flow(torch.zeros(4, 1))
+        >>> stack = LinearGaussian().build([[0]], num_features=1)
+        >>> d = stack.flow(0, torch.zeros(4, 1))    # starts at w = 0, b = 0, sigma = 1
         >>> torch.allclose(d.log_prob(torch.zeros(4, 1)), torch.full((4,), -0.9189), atol=1e-4)
         True
     """
 
     name: ClassVar[str] = "linear"
+    hidden_features: tuple[int, ...] = ()
 
-    def build(self, context: int) -> Flow:
-        base = UnconditionalDistribution(DiagNormal, torch.zeros(1), torch.ones(1), buffer=True)
-        return Flow(_LinearShiftTransform(context), base)
+    def __post_init__(self) -> None:
+        if tuple(self.hidden_features):
+            raise ValueError("LinearGaussian has no hidden layers; use MAF for a non-linear mean")
+
+    def shapes(self) -> list[Size]:
+        return []  # the linear-Gaussian part of every stacked mechanism is all there is
 
 
 MECHANISMS: dict[str, type[Mechanism]] = {m.name: m for m in (MAF, NSF, LinearGaussian)}
+
+
+@dataclass(frozen=True)
+class Auto:
+    """Choose each node's mechanism by held-out log-likelihood.
+
+    Every candidate is trained for every node at once on the training rows for the first
+    ``pilot_fraction`` of the epochs (they have independent weights, so this is the same as
+    training them one by one). Each node then keeps the *simplest* candidate whose held-out
+    negative log-likelihood is within ``se_rule`` paired standard errors of the best one
+    (the one-standard-error rule): a linear or additive mechanism is not lost to an
+    oversized flow that fits the validation rows no better. The winners keep their weights
+    and train for the remaining epochs.
+
+    Arguments:
+        candidates: Mechanisms from the simplest to the most flexible.
+        pilot_fraction: Share of the epochs spent on the selection.
+        se_rule: How many paired standard errors a more flexible candidate must win by.
+
+    Example:
+        >>> Auto().candidates[0]
+        LinearGaussian(hidden_features=())
+    """
+
+    candidates: tuple[Mechanism, ...] = (
+        LinearGaussian(),
+        MAF(hidden_features=(32, 32)),
+        NSF(hidden_features=(32, 32)),
+    )
+    pilot_fraction: float = 0.25
+    se_rule: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.candidates:
+            raise ValueError("Auto needs at least one candidate mechanism")
+        if not 0.0 < self.pilot_fraction <= 1.0:
+            raise ValueError(f"pilot_fraction must be in (0, 1], got {self.pilot_fraction}")
+
+    def select(self, nll: Tensor) -> int:
+        """Index of the chosen candidate from held-out per-row NLLs ``(candidates, rows)``."""
+        mean = nll.mean(-1)
+        best = int(mean.argmin())
+        for c in range(len(self.candidates)):
+            diff = nll[c] - nll[best]
+            se = diff.std() / math.sqrt(diff.numel()) if diff.numel() > 1 else diff.new_zeros(())
+            if float(diff.mean()) <= self.se_rule * float(se) + 1e-9:
+                return c
+        return best
+
+
+class StackedMechanism(nn.Module):
+    """The mechanisms of every node that uses one :class:`Mechanism`, run in one pass.
+
+    Each node's transform (value -> noise) is ``u = inner((x - w.pa - b) / sigma)``: a
+    linear-Gaussian regression on the parents (fitted in closed form by
+    :meth:`initialize`, then trained), followed by the specification's univariate Zuko
+    transform whose parameters come from the node's own conditioner network. The network's
+    last layer starts at zero, so ``inner`` starts as the identity: every mechanism starts
+    from the least-squares linear model and learns what it does not explain (non-linearity,
+    heteroscedasticity, non-Gaussian noise). Linear parts thus extrapolate linearly when an
+    intervention moves a parent off the data, and a :class:`LinearGaussian` node is just the
+    regression.
+
+    Node ``g`` owns its own weights (slice ``g`` of each stacked tensor) and reads only its
+    parents' columns, so mechanisms stay independent; batched matrix products evaluate all
+    of them at once.
+
+    Arguments:
+        spec: The mechanism specification shared by these nodes.
+        parents: For each node, the column indices of its parents in the full data matrix.
+        num_features: Number of columns of the full data matrix.
+    """
+
+    def __init__(
+        self, spec: Mechanism, parents: Sequence[Sequence[int]], num_features: int
+    ) -> None:
+        super().__init__()
+        self.spec = spec
+        self.parents = [list(p) for p in parents]
+        g = len(self.parents)
+        mask = torch.zeros(g, num_features, 1, dtype=torch.bool)
+        for i, pa in enumerate(self.parents):
+            mask[i, pa] = True
+        self.register_buffer("mask", mask)
+        self.register_buffer("base_loc", torch.zeros(1))
+        self.register_buffer("base_scale", torch.ones(1))
+        # The linear-Gaussian part: mean w . pa + b, log standard deviation.
+        self.linear_weight = nn.Parameter(torch.zeros(g, num_features, 1))
+        self.linear_bias = nn.Parameter(torch.zeros(g, 1, 1))
+        self.linear_log_scale = nn.Parameter(torch.zeros(g, 1, 1))
+        # The conditioner of the inner transform.
+        self._shapes = spec.shapes()
+        self._sizes = [s.numel() for s in self._shapes]
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        if self._shapes:
+            widths = [num_features, *spec.hidden_features, sum(self._sizes)]
+            fan_in = torch.tensor([1 / math.sqrt(max(1, len(p))) for p in self.parents])
+            for layer, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+                last = layer == len(widths) - 2
+                bound = fan_in.view(g, 1, 1) if layer == 0 else torch.full((g, 1, 1), a**-0.5)
+                scale = 0.0 if last else 1.0  # zero last layer: the inner transform is identity
+                self.weights.append(nn.Parameter((torch.rand(g, a, b) * 2 - 1) * bound * scale))
+                self.biases.append(nn.Parameter((torch.rand(g, 1, b) * 2 - 1) * bound * scale))
+
+    def __len__(self) -> int:
+        return len(self.parents)
+
+    @torch.no_grad()
+    def initialize(self, x: Tensor, columns: Tensor) -> None:
+        """Set each node's linear part to the least-squares fit on standardized rows ``x``."""
+        for g, (pa, col) in enumerate(zip(self.parents, columns.tolist())):
+            y = x[:, col]
+            design = torch.cat([x[:, pa], torch.ones_like(y)[:, None]], dim=1)
+            coef = torch.linalg.lstsq(design.double(), y.double()[:, None]).solution[:, 0]
+            resid = y.double() - design.double() @ coef
+            self.linear_weight[g].zero_()
+            self.linear_weight[g, pa, 0] = coef[:-1].to(x.dtype)
+            self.linear_bias[g].fill_(float(coef[-1]))
+            self.linear_log_scale[g].fill_(math.log(max(float(resid.std()), 1e-3)))
+
+    @torch.no_grad()
+    def copy_slot(self, source: StackedMechanism, src: int, dst: int) -> None:
+        """Copy the weights of node ``src`` of ``source`` (same specification) into ``dst``."""
+        if source.spec != self.spec or source.parents[src] != self.parents[dst]:
+            raise ValueError("can only copy a node's weights between identical mechanisms")
+        for mine, theirs in zip(self.parameters(), source.parameters()):
+            mine[dst].copy_(theirs[src])
+
+    # -------------------------------------------------------------- conditioner
+    def _mlp(self, h: Tensor, weights: list[Tensor], biases: list[Tensor]) -> Tensor:
+        for i, (w, b) in enumerate(zip(weights, biases)):
+            h = torch.baddbmm(b, h, w) if h.dim() == 3 else h @ w + b
+            if i < len(weights) - 1:
+                h = torch.relu(h)
+        return h
+
+    def _params(self, raw: Tensor) -> list[Tensor]:
+        chunks = raw.split(self._sizes, dim=-1)
+        return [c.reshape(c.shape[:-1] + (1,) + s) for c, s in zip(chunks, self._shapes)]
+
+    def log_prob_all(self, x: Tensor, columns: Tensor) -> Tensor:
+        """Log densities of every stacked node for rows ``x`` (standardized, all columns).
+
+        Arguments:
+            x: Full standardized data matrix, shape ``(n, D)``.
+            columns: Column of each stacked node in ``x``, shape ``(G,)``.
+
+        Returns:
+            Tensor of shape ``(G, n)``.
+        """
+        value = x.T[columns].unsqueeze(-1)  # (G, n, 1)
+        mean = torch.einsum("nd,gdo->gno", x, self.linear_weight * self.mask) + self.linear_bias
+        z = (value - mean) * torch.exp(-self.linear_log_scale)
+        ladj = -self.linear_log_scale
+        if self._shapes:
+            h = torch.einsum("nd,gdh->gnh", x, self.weights[0] * self.mask) + self.biases[0]
+            if len(self.weights) > 1:
+                h = self._mlp(torch.relu(h), list(self.weights)[1:], list(self.biases)[1:])
+            z, inner = self.spec.univariate(self._params(h)).call_and_ladj(z)
+            ladj = ladj + inner
+        normal = -0.5 * (z.square() + math.log(2 * math.pi))
+        return (normal + ladj).squeeze(-1)
+
+    def flow(self, slot: int, context: Tensor | None) -> NormalizingFlow:
+        """The mechanism of stacked node ``slot`` given its parents' standardized values.
+
+        Arguments:
+            slot: Position of the node in this stack.
+            context: Parents' values, shape ``(..., k)`` in parent order, or ``None``.
+
+        Returns:
+            A Zuko normalizing flow over one feature (event shape ``(1,)``).
+        """
+        pa = self.parents[slot]
+        if pa and (context is None or context.shape[-1] != len(pa)):
+            raise ValueError(f"expected a context of {len(pa)} parent value(s)")
+        h = context if pa else self.base_loc.new_zeros(1, 0)
+        mean = h @ self.linear_weight[slot, pa] + self.linear_bias[slot, 0]
+        inv_scale = torch.exp(-self.linear_log_scale[slot, 0]).expand_as(mean)
+        steps: list[Transform] = [AffineTransform(-mean * inv_scale, inv_scale)]
+        if self._shapes:
+            weights = [w[slot] for w in self.weights]
+            weights[0] = weights[0][pa]
+            raw = self._mlp(h, weights, [b[slot, 0] for b in self.biases])
+            steps.append(self.spec.univariate(self._params(raw)))
+        if not pa:  # unconditional: drop the dummy batch dimension
+            steps = [_squeeze_transform(t) for t in steps]
+        transform = DependentTransform(ComposedTransform(*steps), 1)
+        base = DiagNormal(self.base_loc, self.base_scale)
+        if pa and mean.dim() > 1:
+            base = base.expand(mean.shape[:-1])
+        return NormalizingFlow(transform, base)
+
+
+def _squeeze_transform(t: Transform) -> Transform:
+    """The same transform with the leading size-1 batch dimension of its parameters removed."""
+    if isinstance(t, AffineTransform):
+        return AffineTransform(t.loc.squeeze(0), t.scale.squeeze(0))
+    return t
 
 
 def mechanism_from_config(config: dict[str, Any] | str | Mechanism) -> Mechanism:
@@ -185,9 +395,9 @@ def mechanism_from_config(config: dict[str, Any] | str | Mechanism) -> Mechanism
 
     Example:
         >>> mechanism_from_config({"type": "nsf", "bins": 4})
-        NSF(bins=4, transforms=1, hidden_features=(64, 64))
+        NSF(hidden_features=(32, 32), bins=4, transforms=1, bound=5.0)
         >>> mechanism_from_config("linear")
-        LinearGaussian()
+        LinearGaussian(hidden_features=())
     """
     if isinstance(config, Mechanism):
         return config

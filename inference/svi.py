@@ -1,0 +1,379 @@
+"""Stochastic variational inference with exact checkpoints, annealing and a NaN stop.
+
+:class:`SVITrainer` minimizes an ELBO's ``differentiable_loss`` (default
+:class:`pyro.infer.TraceMeanField_ELBO`: analytic KL terms where they exist) with a torch
+optimizer over ``module.parameters()``; the module needs ``model`` and ``guide`` methods that
+take the batch's tensors as positional arguments and the scheduled weights as keywords.
+
+* Schedules (:class:`Constant`, :class:`LinearWarmup`) give a keyword weight per epoch; a
+  warm-up starts at ``final / warmup_epochs``, never at zero, so epoch 0 already has a KL term.
+* Checkpoints hold the module, the optimizer, the epoch, the history and every random state
+  (torch, CUDA, NumPy, Python and the trainer's shuffling generator), so a resumed fit
+  continues bit for bit where the saved one stopped (on CPU).
+* A non-finite loss raises :class:`~pyrocausal.inference.errors.TrainingDivergedError` before
+  the optimizer step, so the parameters keep their last finite values.
+
+Example:
+    >>> import pyro, pyro.distributions as dist, torch
+    >>> from torch import nn
+    >>> class Toy(nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.loc = nn.Parameter(torch.zeros(()))
+    ...     def model(self, x):
+    ...         with pyro.plate("data", len(x)):
+    ...             pyro.sample("x", dist.Normal(self.loc, 1.0), obs=x)
+    ...     def guide(self, x):
+    ...         pass
+    >>> trainer = SVITrainer(Toy(), lr=0.1, device="cpu", progress=False)
+    >>> history = trainer.fit((torch.full((64,), 3.0),), epochs=100, batch_size=64)
+    >>> abs(trainer.module.loc.item() - 3.0) < 0.3
+    True
+"""
+
+from __future__ import annotations
+
+__all__ = ["Constant", "LinearWarmup", "SVIHistory", "SVITrainer"]
+
+import os
+import random
+import time
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyro
+import torch
+from pyro.infer import ELBO, TraceMeanField_ELBO
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from pyrocausal.inference.devices import resolve_device
+from pyrocausal.inference.errors import TrainingDivergedError
+
+_FORMAT = "pyrocausal.svi-checkpoint"
+_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Constant:
+    """The same weight every epoch."""
+
+    value: float
+
+    def __call__(self, epoch: int) -> float:
+        return float(self.value)
+
+
+@dataclass(frozen=True)
+class LinearWarmup:
+    """``final * min(1, (epoch + 1) / warmup_epochs)``: linear from ``final / warmup_epochs``
+    at epoch 0 to ``final`` at epoch ``warmup_epochs - 1``, then constant.
+
+    Example:
+        >>> [round(LinearWarmup(1.0, 4)(e), 2) for e in range(6)]
+        [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    """
+
+    final: float
+    warmup_epochs: int
+
+    def __call__(self, epoch: int) -> float:
+        return float(self.final) * min(1.0, (epoch + 1) / max(1, int(self.warmup_epochs)))
+
+
+@dataclass
+class SVIHistory:
+    """One record per completed epoch: ``epoch``, ``loss`` (mean per unit), ``seconds``, the
+    scheduled weights and whatever the evaluation callback returned."""
+
+    records: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def loss(self) -> list[float]:
+        return [r["loss"] for r in self.records]
+
+    def to_frame(self) -> pd.DataFrame:
+        """The history as a DataFrame indexed by epoch."""
+        return pd.DataFrame(self.records).set_index("epoch") if self.records else pd.DataFrame()
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def plot(self, ax: Any = None) -> Any:
+        """Plot the training loss; returns the matplotlib axes."""
+        import matplotlib.pyplot as plt
+
+        ax = ax or plt.subplots(figsize=(5, 3))[1]
+        ax.plot([r["epoch"] for r in self.records], self.loss)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("negative ELBO per unit")
+        return ax
+
+
+class SVITrainer:
+    """Minibatch SVI for a module with ``model`` and ``guide`` methods.
+
+    Arguments:
+        module: An :class:`torch.nn.Module` with ``model(*batch, **weights)`` and
+            ``guide(*batch, **weights)``. It is moved to ``device``.
+        lr: Learning rate.
+        optimizer: Optimizer constructor ``(params, lr=...) -> torch.optim.Optimizer``.
+        loss: A Pyro ELBO (default :class:`~pyro.infer.TraceMeanField_ELBO`).
+        schedules: ``{keyword: schedule(epoch) -> float}``; each epoch's values are passed to
+            ``model`` and ``guide`` as keyword arguments (e.g. ``kl_weight``).
+        device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``, ...
+        seed: Seeds every random generator when a fit starts from epoch 0, and the trainer's
+            shuffling generator.
+        grad_clip: Clip the global gradient norm to this value (``None``: no clipping).
+        progress: Show a progress bar.
+    """
+
+    def __init__(
+        self,
+        module: nn.Module,
+        *,
+        lr: float = 1e-3,
+        optimizer: Callable[..., torch.optim.Optimizer] = torch.optim.Adam,
+        loss: ELBO | None = None,
+        schedules: Mapping[str, Callable[[int], float]] | None = None,
+        device: str | torch.device | None = "auto",
+        seed: int = 0,
+        grad_clip: float | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.device = resolve_device(device)
+        self.module = module.to(self.device)
+        self.lr = lr
+        self.optimizer = optimizer(self.module.parameters(), lr=lr)
+        self.loss = loss if loss is not None else TraceMeanField_ELBO()
+        self.schedules = dict(schedules or {})
+        self.seed = int(seed)
+        self.grad_clip = grad_clip
+        self.progress = progress
+        self.epoch = 0
+        self.history = SVIHistory()
+        self._generator = torch.Generator().manual_seed(self.seed)
+
+    # ------------------------------------------------------------------ training
+    def weights(self, epoch: int) -> dict[str, float]:
+        """The scheduled keyword weights of ``epoch`` (0-based)."""
+        return {name: float(schedule(epoch)) for name, schedule in self.schedules.items()}
+
+    def batch_loss(self, batch: Sequence[Tensor], weights: Mapping[str, float]) -> Tensor:
+        """Differentiable negative ELBO of ``batch``, per unit."""
+        with warnings.catch_warnings():
+            # A NaN loss is turned into TrainingDivergedError below, with a clearer message.
+            warnings.filterwarnings("ignore", message="Encountered NaN", category=UserWarning)
+            loss = self.loss.differentiable_loss(
+                self.module.model, self.module.guide, *batch, **weights
+            )
+        return loss / batch[0].shape[0]
+
+    def fit(
+        self,
+        data: Any,
+        epochs: int,
+        *,
+        batch_size: int = 64,
+        checkpoint: str | os.PathLike | None = None,
+        checkpoint_every: int = 1,
+        resume: bool = False,
+        eval_fn: Callable[[nn.Module], Mapping[str, float]] | None = None,
+    ) -> SVIHistory:
+        """Train until ``epochs`` epochs are completed in total.
+
+        Arguments:
+            data: A tuple of tensors with one row per unit, a
+                :class:`~torch.utils.data.TensorDataset`, an indexable data set whose
+                ``data[index_tensor]`` returns a batch (such as
+                :class:`~pyrocausal.datasets.images.ImageData`), or any map-style data set
+                (its items are collated).
+            epochs: Total number of epochs (a resumed trainer runs only the missing ones).
+            batch_size: Units per step.
+            checkpoint: File to write the trainer's state to every ``checkpoint_every``
+                epochs and at the end.
+            resume: Load ``checkpoint`` first when it exists.
+            eval_fn: Called with the module after each epoch; its metrics join the history.
+
+        Raises:
+            TrainingDivergedError: The loss became NaN or infinite.
+        """
+        if resume and checkpoint is not None and Path(checkpoint).exists():
+            self.load(checkpoint)
+        if self.epoch == 0:
+            pyro.set_rng_seed(self.seed)
+            self._generator.manual_seed(self.seed)
+        n = _length(data)
+        if n == 0:
+            raise ValueError("no training data")
+        self.module.train()
+        bar = tqdm(
+            total=epochs, initial=self.epoch, disable=not self.progress, unit="epoch", desc="SVI"
+        )
+        try:
+            for epoch in range(self.epoch, epochs):
+                weights = self.weights(epoch)
+                order = torch.randperm(n, generator=self._generator)
+                start_time = time.perf_counter()
+                total = 0.0
+                for step, start in enumerate(range(0, n, batch_size)):
+                    index = order[start : start + batch_size]
+                    batch = [t.to(self.device) for t in _take(data, index)]
+                    try:
+                        loss = self.batch_loss(batch, weights)
+                    except ValueError as error:
+                        # Pyro's validation rejects NaN/inf distribution parameters before a
+                        # loss exists; report it as the divergence it is.
+                        if "invalid values" not in str(error):
+                            raise
+                        raise self._diverged("non-finite values", epoch, step) from error
+                    if not torch.isfinite(loss):
+                        raise self._diverged(f"the value {loss.item()}", epoch, step)
+                    self.optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if self.grad_clip is not None:
+                        nn.utils.clip_grad_norm_(self.module.parameters(), self.grad_clip)
+                    self.optimizer.step()
+                    total += loss.item() * index.numel()
+                    if step % 10 == 0:
+                        bar.set_postfix(loss=f"{loss.item():.4g}", step=step + 1)
+                record = {
+                    "epoch": epoch + 1,
+                    "loss": total / n,
+                    "seconds": time.perf_counter() - start_time,
+                    **weights,
+                }
+                if eval_fn is not None:
+                    self.module.eval()
+                    with torch.no_grad():
+                        metrics = eval_fn(self.module)
+                    record.update({k: _scalar(v) for k, v in metrics.items()})
+                    self.module.train()
+                self.history.records.append(record)
+                self.epoch = epoch + 1
+                bar.set_postfix(loss=f"{record['loss']:.4g}")
+                bar.update(1)
+                last = self.epoch == epochs
+                if checkpoint is not None and (last or self.epoch % checkpoint_every == 0):
+                    self.save(checkpoint)
+        finally:
+            bar.close()
+            self.module.eval()
+        return self.history
+
+    def _diverged(self, what: str, epoch: int, step: int) -> TrainingDivergedError:
+        last = f"{self.history.records[-1]['loss']:.6g}" if self.history.records else "none yet"
+        return TrainingDivergedError(
+            f"the loss reached {what} at epoch {epoch + 1}, step {step + 1} (last epoch mean "
+            f"loss: {last}); training stopped before the optimizer step, so the parameters keep "
+            f"their last finite values. Lower the learning rate (lr={self.lr}), set grad_clip, "
+            "check the data for NaN/inf, or resume from a checkpoint."
+        )
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """The trainer's complete state (module, optimizer, epoch, history, random states)."""
+        state: dict[str, Any] = {
+            "format": _FORMAT,
+            "version": _VERSION,
+            "epoch": self.epoch,
+            "seed": self.seed,
+            "module": {k: v.detach().cpu() for k, v in self.module.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "history": [dict(r) for r in self.history.records],
+            "rng": _rng_state(),
+            "generator": self._generator.get_state(),
+        }
+        to_blob = getattr(self.module, "to_blob", None)
+        if callable(to_blob):
+            try:
+                state["model"] = to_blob()
+            except ValueError:  # a model that cannot be rebuilt by name: weights only
+                pass
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a state from :meth:`state_dict` (the module must have the same layout)."""
+        if state.get("format") != _FORMAT:
+            raise ValueError("not an SVITrainer checkpoint")
+        self.module.load_state_dict(state["module"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.epoch = int(state["epoch"])
+        self.seed = int(state["seed"])
+        self.history = SVIHistory([dict(r) for r in state["history"]])
+        self._generator.set_state(state["generator"])
+        _set_rng_state(state["rng"])
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write :meth:`state_dict` to ``path`` atomically."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        torch.save(self.state_dict(), tmp)
+        os.replace(tmp, path)
+
+    def load(self, path: str | os.PathLike) -> None:
+        """Restore the trainer from a checkpoint written by :meth:`save`."""
+        state = torch.load(Path(path), map_location="cpu", weights_only=True)
+        self.load_state_dict(state)
+
+
+def _is_tensor_tuple(data: Any) -> bool:
+    return isinstance(data, tuple) and all(isinstance(t, Tensor) for t in data)
+
+
+def _length(data: Any) -> int:
+    if _is_tensor_tuple(data):
+        return int(data[0].shape[0])
+    return len(data)
+
+
+def _take(data: Any, index: Tensor) -> Sequence[Tensor]:
+    """The rows ``index`` of every tensor of ``data``."""
+    if _is_tensor_tuple(data):
+        return [t[index] for t in data]
+    if isinstance(data, torch.utils.data.TensorDataset):
+        return [t[index] for t in data.tensors]
+    if hasattr(data, "images") and hasattr(data, "labels"):
+        batch = data[index]  # ImageData-like: tensor indexing returns a batch
+        return list(batch) if isinstance(batch, tuple | list) else [batch]
+    items = [data[i] for i in index.tolist()]
+    batch = torch.utils.data.default_collate(items)
+    return list(batch) if isinstance(batch, tuple | list) else [batch]
+
+
+def _rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+        "python": _python_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _python_state() -> list[Any]:
+    version, internal, gauss = random.getstate()
+    return [version, list(internal), gauss]
+
+
+def _set_rng_state(state: Mapping[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        cuda: Iterable[Tensor] = state["cuda"]
+        torch.cuda.set_rng_state_all(list(cuda))
+
+
+def _scalar(value: Any) -> float:
+    return float(value.detach()) if isinstance(value, Tensor) else float(value)

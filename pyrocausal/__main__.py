@@ -1,0 +1,3 @@
+from pyrocausal.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,317 @@
+"""The ``pyrocausal`` command line.
+
+Subcommands: ``demo`` (the main job, on a built-in data set), ``generate`` (data from a
+built-in SCM), ``fit``, ``sample``, ``do``, ``counterfactual``, ``ate``, ``scms``.
+"""
+
+from __future__ import annotations
+
+__all__ = ["main", "parse_assignments"]
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+
+def parse_assignments(items: Sequence[str]) -> dict[str, float]:
+    """Parse ``["x2=1.5", "x1=0"]`` into ``{"x2": 1.5, "x1": 0.0}``.
+
+    Example:
+        >>> parse_assignments(["x2=1.5", "x1 = -2"])
+        {'x2': 1.5, 'x1': -2.0}
+        >>> parse_assignments(["x2"])
+        Traceback (most recent call last):
+        ...
+        ValueError: expected NAME=VALUE, got 'x2'
+    """
+    out: dict[str, float] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"expected NAME=VALUE, got {item!r}")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError as exc:
+            raise ValueError(f"value of {name.strip()!r} is not a number: {value!r}") from exc
+    return out
+
+
+def _read_graph(path: str) -> dict[str, list[str]]:
+    import yaml
+
+    text = Path(path).read_text()
+    graph = yaml.safe_load(text)  # YAML is a superset of JSON
+    if not isinstance(graph, dict):
+        raise ValueError(f"{path}: a graph file maps each node to its list of parents")
+    return {str(k): [str(p) for p in (v or [])] for k, v in graph.items()}
+
+
+def _write(frame: pd.DataFrame, out: str | None, label: str) -> None:
+    if out:
+        frame.to_csv(out, index=True)
+        print(f"wrote {label} to {out}")
+    else:
+        with pd.option_context("display.max_rows", 40, "display.width", 120):
+            print(frame)
+
+
+def _load(path: str, device: str):  # noqa: ANN202
+    from pyrocausal.models import SCM
+
+    return SCM.load(path, device=device)
+
+
+# ---------------------------------------------------------------- subcommands
+def cmd_fit(args: argparse.Namespace) -> None:
+    from pyrocausal.models import SCM
+
+    data = pd.read_csv(args.data)
+    graph = _read_graph(args.graph)
+    scm = SCM(graph, mechanisms=args.mechanisms)
+    history = scm.fit(
+        data,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        device=args.device,
+        progress=not args.quiet,
+        seed=args.seed,
+    )
+    scm.save(args.output)
+    best = history.val_loss[history.best_epoch] if history.val_loss else history.loss[-1]
+    print(f"fitted {len(history)} epochs in {history.seconds:.1f} s, held-out NLL {best:.4f}")
+    if scm.selection is not None:
+        print(scm.selection.to_string())
+    print(f"saved to {args.output}")
+
+
+def cmd_sample(args: argparse.Namespace) -> None:
+    scm = _load(args.model, args.device)
+    _write(scm.sample(args.num, seed=args.seed), args.output, "samples")
+
+
+def cmd_do(args: argparse.Namespace) -> None:
+    scm = _load(args.model, args.device)
+    intervention = parse_assignments(args.set)
+    samples = scm.do(intervention).sample(args.num, seed=args.seed)
+    if args.output:
+        _write(samples, args.output, "interventional samples")
+    observational = scm.sample(args.num, seed=args.seed)
+    summary = pd.DataFrame(
+        {
+            "observational mean": observational.mean(),
+            "interventional mean": samples.mean(),
+            "interventional sd": samples.std(),
+        }
+    )
+    print(f"do({', '.join(args.set)}), {args.num} draws")
+    print(summary.to_string(float_format="{:.4f}".format))
+
+
+def cmd_counterfactual(args: argparse.Namespace) -> None:
+    scm = _load(args.model, args.device)
+    factual = pd.read_csv(args.factual)
+    cf = scm.counterfactual(factual, parse_assignments(args.set))
+    _write(cf, args.output, "counterfactuals")
+
+
+def cmd_ate(args: argparse.Namespace) -> None:
+    scm = _load(args.model, args.device)
+    ate = scm.ate(
+        args.target,
+        parse_assignments(args.treatment),
+        parse_assignments(args.control),
+        num_samples=args.num,
+        seed=args.seed,
+    )
+    print(f"ATE on {args.target}: {ate:.4f}")
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    from pyrocausal.datasets import load_scm
+
+    truth = load_scm(args.scm)
+    truth.sample(args.num, seed=args.seed).to_csv(args.output, index=False)
+    print(f"wrote {args.num} rows of {args.scm} to {args.output}")
+    if args.graph_output:
+        Path(args.graph_output).write_text(json.dumps(truth.graph.to_dict(), indent=2) + "\n")
+        print(f"wrote its graph to {args.graph_output}")
+
+
+def cmd_scms(args: argparse.Namespace) -> None:
+    from pyrocausal.datasets import SCMS
+
+    for name, scm in SCMS.items():
+        kind = "linear" if scm.linear else ("additive" if scm.additive else "non-additive")
+        print(f"{name:28s} {kind:13s} {' '.join(scm.graph.nodes)}")
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import numpy as np
+
+    from pyrocausal.datasets import load_scm
+    from pyrocausal.models import SCM
+    from pyrocausal.plotting import plot_counterfactuals
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    truth = load_scm(args.scm)
+    print(f"== built-in SCM '{truth.name}': {truth.description}")
+    data = truth.sample(args.rows, seed=0)
+    test, noise = truth.sample_with_noise(200, seed=1)
+    scm = SCM(truth.graph, mechanisms=args.mechanisms)
+    history = scm.fit(data, epochs=args.epochs, device=args.device, seed=0, progress=True)
+    print(f"fitted {len(history)} epochs in {history.seconds:.1f} s")
+    if scm.selection is not None:
+        print("mechanism chosen per node (held-out NLL per candidate):")
+        print(scm.selection.to_string(float_format="{:.3f}".format))
+
+    node = truth.intervened[-1]
+    lo, mid, hi = truth.intervention_values(node)
+    sink = truth.graph.nodes[-1]
+    print(f"\n== seeing vs doing: the distribution of {sink}")
+    seeing = scm.sample(5000, seed=2)
+    doing = scm.do({node: hi}).sample(5000, seed=2)
+    doing_true = truth.interventional({node: hi}, 5000, seed=2)
+    table = pd.DataFrame(
+        {
+            "observational (model)": seeing.mean(),
+            "observational (truth)": data.mean(),
+            f"do({node}={hi:.2f}) (model)": doing.mean(),
+            f"do({node}={hi:.2f}) (truth)": doing_true.mean(),
+        }
+    )
+    print(table.to_string(float_format="{:.3f}".format))
+
+    print(f"\n== imagining: counterfactual {sink} had {node} been {mid:.2f}")
+    cf = scm.counterfactual(test, {node: mid})
+    cf_true = truth.counterfactual(noise, {node: mid})
+    rows = pd.DataFrame(
+        {
+            f"factual {node}": test[node],
+            f"factual {sink}": test[sink],
+            f"counterfactual {sink}": cf[sink],
+            "ground truth": cf_true[sink],
+        }
+    ).head(8)
+    print(rows.to_string(float_format="{:.3f}".format))
+    rmse = {v: float(np.sqrt(((cf[v] - cf_true[v]) ** 2).mean())) for v in truth.graph.nodes}
+    print("counterfactual RMSE vs ground truth:", {k: round(v, 4) for k, v in rmse.items()})
+
+    ate = scm.ate(sink, {node: hi}, {node: lo}, num_samples=20_000, seed=0)
+    ate_true = truth.ate(sink, {node: hi}, {node: lo})
+    print(f"\n== ATE of {node}: {lo:.2f} -> {hi:.2f} on {sink}: {ate:.3f} (truth {ate_true:.3f})")
+
+    axes = plot_counterfactuals(
+        test, cf, truth=cf_true, variables=[sink], title=f"do({node}={mid:.2f}) on {truth.name}"
+    )
+    path = out / "counterfactuals.png"
+    axes[0].figure.savefig(path, dpi=110)
+    scm.save(out / "model.pt")
+    (out / "results.json").write_text(
+        json.dumps({"scm": truth.name, "cf_rmse": rmse, "ate": ate, "ate_true": ate_true}, indent=2)
+        + "\n"
+    )
+    print(f"\nwrote {path}, {out / 'model.pt'} and {out / 'results.json'}")
+
+
+# ---------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``pyrocausal`` command."""
+    parser = argparse.ArgumentParser(
+        prog="pyrocausal", description="Causal generative models with Pyro and Zuko flows."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser, seed: bool = True) -> None:
+        p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+        if seed:
+            p.add_argument("--seed", type=int, default=None, help="random seed")
+
+    p = sub.add_parser("demo", help="the main job: fit, intervene and imagine on built-in data")
+    p.add_argument("--scm", default="triangle_nonlinear", help="built-in SCM (see `scms`)")
+    p.add_argument("--rows", type=int, default=5000)
+    p.add_argument("--epochs", type=int, default=200)
+    p.add_argument("--mechanisms", default="auto", help="auto, maf, nsf or linear")
+    p.add_argument("--out", default="out/demo", help="folder for the plot and the model")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("fit", help="fit an SCM to a CSV file")
+    p.add_argument("data", help="CSV with one numeric column per node")
+    p.add_argument("--graph", required=True, help="YAML or JSON file: node -> list of parents")
+    p.add_argument("-o", "--output", default="model.pt")
+    p.add_argument("--mechanisms", default="auto", help="auto, maf, nsf or linear")
+    p.add_argument("--epochs", type=int, default=200)
+    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    common(p)
+    p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser("sample", help="observational samples from a saved model")
+    p.add_argument("model")
+    p.add_argument("-n", "--num", type=int, default=1000)
+    p.add_argument("-o", "--output", help="CSV file (default: print)")
+    common(p)
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("do", help="interventional samples and summary")
+    p.add_argument("model")
+    p.add_argument("--set", action="append", required=True, metavar="NODE=VALUE")
+    p.add_argument("-n", "--num", type=int, default=1000)
+    p.add_argument("-o", "--output", help="CSV file for the samples")
+    common(p)
+    p.set_defaults(func=cmd_do)
+
+    p = sub.add_parser("counterfactual", help="one counterfactual row per factual row")
+    p.add_argument("model")
+    p.add_argument("--factual", required=True, help="CSV of factual rows")
+    p.add_argument("--set", action="append", required=True, metavar="NODE=VALUE")
+    p.add_argument("-o", "--output", help="CSV file (default: print)")
+    common(p, seed=False)
+    p.set_defaults(func=cmd_counterfactual)
+
+    p = sub.add_parser("ate", help="average treatment effect")
+    p.add_argument("model")
+    p.add_argument("--target", required=True)
+    p.add_argument("--treatment", action="append", required=True, metavar="NODE=VALUE")
+    p.add_argument("--control", action="append", required=True, metavar="NODE=VALUE")
+    p.add_argument("-n", "--num", type=int, default=10_000)
+    common(p)
+    p.set_defaults(func=cmd_ate)
+
+    p = sub.add_parser("generate", help="write data of a built-in SCM to CSV")
+    p.add_argument("scm")
+    p.add_argument("-n", "--num", type=int, default=5000)
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--graph-output", help="also write the graph as JSON")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("scms", help="list the built-in SCMs")
+    p.set_defaults(func=cmd_scms)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``pyrocausal`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as exc:
+        print(f"pyrocausal {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
