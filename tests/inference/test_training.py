@@ -1,0 +1,67 @@
+import math
+
+import pytest
+import torch
+
+from pyrocausal.inference import History, TrainingDivergedError, resolve_device, train_mle
+
+
+def _problem():
+    torch.manual_seed(0)
+    x = torch.randn(400, 1)
+    lin = torch.nn.Linear(1, 1)
+    return lin, x, lambda b: ((lin(b) - 3 * b) ** 2).mean()
+
+
+def test_loss_falls_and_history_is_recorded():
+    lin, x, nll = _problem()
+    h = train_mle(lin, nll, x, epochs=20, batch_size=64, lr=0.05, progress=False, seed=0)
+    assert isinstance(h, History) and len(h) == 20
+    assert h.loss[-1] < 0.1 * h.loss[0]
+    assert h.lr[-1] < h.lr[0]  # cosine schedule
+    assert list(h.to_frame().columns) == ["loss", "lr"]
+
+
+def test_early_stopping_keeps_the_best_weights():
+    lin, x, nll = _problem()
+    h = train_mle(lin, nll, x[:300], val_data=x[300:], epochs=500, lr=0.05, patience=5,
+                  progress=False, seed=0)  # fmt: skip
+    assert h.stopped_early and len(h) < 500
+    with torch.no_grad():
+        assert math.isclose(float(nll(x[300:])), h.val_loss[h.best_epoch], rel_tol=1e-5)
+
+
+def test_same_seed_same_result():
+    runs = []
+    for _ in range(2):
+        lin, x, nll = _problem()
+        train_mle(lin, nll, x, epochs=3, batch_size=32, progress=False, seed=1)
+        runs.append(lin.weight.detach().clone())
+    assert torch.equal(runs[0], runs[1])
+
+
+def test_nan_loss_raises_and_keeps_finite_weights():
+    lin, x, _ = _problem()
+    calls = {"n": 0}
+
+    def nll(b):
+        calls["n"] += 1
+        out = ((lin(b) - b) ** 2).mean()
+        return out * float("nan") if calls["n"] == 7 else out
+
+    with pytest.raises(TrainingDivergedError, match="became nan at epoch 0, step 6"):
+        train_mle(lin, nll, x, epochs=3, batch_size=64, progress=False, seed=0)
+    assert torch.isfinite(lin.weight).all()
+
+
+def test_bad_arguments():
+    lin, x, nll = _problem()
+    with pytest.raises(ValueError, match="epochs"):
+        train_mle(lin, nll, x, epochs=0)
+    with pytest.raises(ValueError, match="batch_size"):
+        train_mle(lin, nll, x, batch_size=0)
+
+
+def test_resolve_device():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device(None).type in {"cpu", "cuda"}
