@@ -7,14 +7,19 @@ import pkgutil
 import pytest
 
 import pyrocausal
+import pyrocausal.inference
+import pyrocausal.models
 
+# pyrocausal.models and pyrocausal.inference live in their own folders (package-dir), so
+# each package is walked on its own path.
 MODULES = sorted(
     {
         info.name
-        for info in pkgutil.walk_packages(pyrocausal.__path__, prefix="pyrocausal.")
+        for package in (pyrocausal, pyrocausal.models, pyrocausal.inference)
+        for info in pkgutil.walk_packages(package.__path__, prefix=package.__name__ + ".")
         if not info.name.endswith("__main__")
     }
-    | {"pyrocausal"}
+    | {"pyrocausal", "pyrocausal.models", "pyrocausal.inference"}
 )
 
 
