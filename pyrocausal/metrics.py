@@ -259,7 +259,7 @@ def dci(
     if not 0.0 < train_fraction < 1.0:
         raise ValueError(f"train_fraction must be in (0, 1), got {train_fraction}")
     order = np.random.default_rng(seed).permutation(len(t))
-    n_train = int(round(train_fraction * len(t)))
+    n_train = round(train_fraction * len(t))
     if not 2 <= n_train <= len(t) - 2:
         raise ValueError(f"{len(t)} samples are too few for train_fraction={train_fraction}")
     train, test = order[:n_train], order[n_train:]
@@ -718,7 +718,7 @@ def train_oracle(
     factors = dataset.sample_factors(n, seed=seed)
     images = torch.from_numpy(dataset.render_uint8(dataset.complete_factors(factors)))
     codes = torch.from_numpy(dataset.normalize(factors))
-    n_val = max(1, int(round(validation_fraction * n))) if validation_fraction > 0 else 0
+    n_val = max(1, round(validation_fraction * n)) if validation_fraction > 0 else 0
     n_fit = n - n_val
     if n_fit < 1:
         raise ValueError(f"n={n} leaves no training images")
