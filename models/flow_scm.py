@@ -73,11 +73,6 @@ class SCM(nn.Module):
     def __init__(self, graph: Any, mechanisms: MechanismArg = None) -> None:
         super().__init__()
         self.graph = graph if isinstance(graph, CausalGraph) else CausalGraph(graph)
-        if self.graph.latent:
-            raise NotImplementedError(
-                f"latent nodes {list(self.graph.latent)} need posterior inference, which this "
-                "SCM does not do; give every node data"
-            )
         for node in self.graph.nodes:
             if "." in node:
                 raise GraphError(f"node name {node!r} must not contain '.'")
@@ -95,7 +90,9 @@ class SCM(nn.Module):
         self.stacks = self._build_stacks()
         self.register_buffer("loc", torch.zeros(len(self.graph)))
         self.register_buffer("scale", torch.ones(len(self.graph)))
-        self.register_buffer("fitted", torch.tensor(False))
+        # A model whose every mechanism is written down without free parameters is complete.
+        free = any(p.requires_grad for p in self.stacks.parameters())
+        self.register_buffer("fitted", torch.tensor(not free and not self.graph.latent))
 
     # ------------------------------------------------------------------ properties
     @property
@@ -134,6 +131,10 @@ class SCM(nn.Module):
         :class:`~pyrocausal.mechanisms.ZukoBase`, followed by the flow's inverse transform
         (noise -> standardized value) and the de-standardization.
         """
+        g, k = self._slot[node]
+        if getattr(self.stacks[g], "raw_units", False):  # hand-written / discrete mechanisms
+            parents = {p: values[p] for p in self.graph.parents(node)}
+            return self.stacks[g].distribution(k, parents, batch_shape)
         context = self._context(node, values)
         flow = self.flow(node, context)
         if context is not None:
@@ -189,6 +190,13 @@ class SCM(nn.Module):
         noise: dict[str, Tensor] = {}
         with pyro.plate("rows", n, dim=-1):
             for node in self.graph.nodes:
+                g, k = self._slot[node]
+                if getattr(self.stacks[g], "raw_units", False):
+                    # hand-written: the inverse; discrete: the exact Gumbel-max posterior
+                    parents = {p: data[p] for p in self.graph.parents(node)}
+                    posterior = self.stacks[g].abduction(k, parents, data[node])
+                    noise[node] = pyro.sample(noise_site(node), posterior)
+                    continue
                 flow = self.flow(node, self._context(node, data))
                 z = self._standardize(node, data[node]).unsqueeze(-1)
                 u = flow.transform(z)
@@ -239,7 +247,7 @@ class SCM(nn.Module):
         Returns:
             The per-epoch :class:`~pyrocausal.inference.History`.
         """
-        frame = check_frame(data, self.graph.nodes)
+        frame = check_frame(data, self.graph.observed)
         if num_threads is None or resolve_device(device).type != "cpu":
             return self._fit(frame, epochs, batch_size, lr, device, progress, val_fraction,
                              patience, weight_decay, cosine, seed)  # fmt: skip
@@ -270,6 +278,13 @@ class SCM(nn.Module):
             raise ValueError(f"column(s) {flat} have no variation; a mechanism cannot be fitted")
         if not 0.0 <= val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        if self.graph.latent:  # SVI with an amortized guide over the latent nodes
+            from pyrocausal.inference.posterior import fit_latent
+
+            return fit_latent(self, frame, epochs=epochs, batch_size=batch_size, lr=lr,
+                              device=device, progress=progress, val_fraction=val_fraction,
+                              patience=patience, weight_decay=weight_decay, cosine=cosine,
+                              seed=seed)  # fmt: skip
         dev = resolve_device(device)
         if seed is not None:
             torch.manual_seed(seed)
@@ -297,6 +312,8 @@ class SCM(nn.Module):
             progress=progress,
         )
         self._initialize(self.stacks, self._groups, train)
+        if not any(p.requires_grad for p in self.stacks.parameters()):
+            return History(best_epoch=-1)  # every mechanism is written down: nothing to fit
         if self.auto is not None:
             if val is None:
                 raise ValueError("mechanisms='auto' needs held-out rows: set val_fraction > 0")
@@ -330,10 +347,29 @@ class SCM(nn.Module):
             torch.tensor([self._index[n] for n in nodes], device=self.device) for _, nodes in groups
         ]
 
+        raw_units = [
+            (stack, nodes)
+            for stack, (_, nodes) in zip(stacks, groups)
+            if getattr(stack, "raw_units", False)
+        ]
+
         def nll(batch: Tensor) -> Tensor:
             log_prob = sum(
-                stack.log_prob_all(batch, cols).sum(0) for stack, cols in zip(stacks, columns)
+                stack.log_prob_all(batch, cols).sum(0)
+                for stack, cols in zip(stacks, columns)
+                if not getattr(stack, "raw_units", False)
             )
+            if raw_units:  # hand-written / discrete mechanisms work in original units
+                raw = batch * self.scale + self.loc
+                values = {n: raw[:, i] for i, n in enumerate(self.graph.nodes)}
+                for stack, nodes in raw_units:  # undo the round-off of standardization
+                    if getattr(stack, "discrete", False):
+                        values.update({n: values[n].round() for n in nodes})
+                for stack, nodes in raw_units:
+                    for k, node in enumerate(nodes):
+                        parents = {p: values[p] for p in self.graph.parents(node)}
+                        d = stack.distribution(k, parents, raw.shape[:1])
+                        log_prob = log_prob + d.log_prob(values[node])
             return -log_prob.mean()
 
         return nll
@@ -347,6 +383,10 @@ class SCM(nn.Module):
             spec.build(parents, len(nodes)) for spec in self.auto.candidates
         ).to(device=self.device, dtype=self.dtype)
         groups = [(spec, nodes) for spec in self.auto.candidates]
+        rows = self.auto.pilot_rows
+        if rows is not None and len(train) > rows:
+            generator = torch.Generator().manual_seed(int(options.get("seed") or 0))
+            train = train[torch.randperm(len(train), generator=generator)[:rows].to(train.device)]
         self._initialize(candidates, groups, train)
         train_mle(
             candidates,

@@ -194,17 +194,18 @@ MECHANISMS: dict[str, type[Mechanism]] = {m.name: m for m in (MAF, NSF, LinearGa
 class Auto:
     """Choose each node's mechanism by held-out log-likelihood.
 
-    Every candidate is trained for every node at once on the training rows for the first
-    ``pilot_fraction`` of the epochs (they have independent weights, so this is the same as
-    training them one by one). Each node then keeps the *simplest* candidate whose held-out
-    negative log-likelihood is within ``se_rule`` paired standard errors of the best one
-    (the one-standard-error rule): a linear or additive mechanism is not lost to an
-    oversized flow that fits the validation rows no better. The winners keep their weights
-    and train for the remaining epochs.
+    Every candidate is trained for every node at once (they have independent weights, so
+    this is the same as training them one by one) for the first ``pilot_fraction`` of the
+    epochs, on at most ``pilot_rows`` of the training rows. Each node then keeps the
+    *simplest* candidate whose held-out negative log-likelihood is within ``se_rule`` paired
+    standard errors of the best one (the one-standard-error rule): a linear or additive
+    mechanism is not lost to an oversized flow that fits the validation rows no better. The
+    winners keep their weights and train for the remaining epochs.
 
     Arguments:
         candidates: Mechanisms from the simplest to the most flexible.
         pilot_fraction: Share of the epochs spent on the selection.
+        pilot_rows: Training rows used for the selection (all when ``None``).
         se_rule: How many paired standard errors a more flexible candidate must win by.
 
     Example:
@@ -218,6 +219,7 @@ class Auto:
         NSF(hidden_features=(32, 32)),
     )
     pilot_fraction: float = 0.25
+    pilot_rows: int | None = 4096
     se_rule: float = 1.0
 
     def __post_init__(self) -> None:
@@ -320,7 +322,9 @@ class StackedMechanism(nn.Module):
     # -------------------------------------------------------------- conditioner
     def _mlp(self, h: Tensor, weights: list[Tensor], biases: list[Tensor]) -> Tensor:
         for i, (w, b) in enumerate(zip(weights, biases)):
-            h = torch.baddbmm(b, h, w) if h.dim() == 3 else h @ w + b
+            # Stacked (G, a, b) weights in log_prob_all; one node's (a, b) weights in flow(),
+            # whose context may carry any batch dimensions (draws, rows, enumeration).
+            h = torch.baddbmm(b, h, w) if w.dim() == 3 else h @ w + b
             if i < len(weights) - 1:
                 h = torch.relu(h)
         return h
