@@ -8,10 +8,11 @@ Example:
     ('x1', 'x2', 'x3')
 """
 
+from pyrocausal.custom import Bernoulli, Categorical, HandWritten
 from pyrocausal.graph import CausalGraph, GraphError
 from pyrocausal.handlers import intervene
 from pyrocausal.inference import History, TrainingDivergedError
-from pyrocausal.mechanisms import MAF, NSF, LinearGaussian, Mechanism
+from pyrocausal.mechanisms import MAF, NSF, AdditiveNoise, Auto, LinearGaussian, Mechanism
 from pyrocausal.models import SCM, InterventionalSCM
 
 __version__ = "0.1.0"
@@ -19,6 +20,11 @@ __version__ = "0.1.0"
 __all__ = [
     "MAF",
     "NSF",
+    "AdditiveNoise",
+    "Auto",
+    "Bernoulli",
+    "Categorical",
+    "HandWritten",
     "SCM",
     "CausalGraph",
     "GraphError",

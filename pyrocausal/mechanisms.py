@@ -14,6 +14,7 @@ from __future__ import annotations
 
 __all__ = [
     "MAF",
+    "AdditiveNoise",
     "Auto",
     "MECHANISMS",
     "NSF",
@@ -79,6 +80,11 @@ class Mechanism:
         """Shapes of the transform parameters the conditioner outputs per node."""
         raise NotImplementedError
 
+    def free_shapes(self) -> list[Size]:
+        """Shapes of transform parameters that do not depend on the parents (after
+        :meth:`shapes` in the list :meth:`univariate` receives)."""
+        return []
+
     def univariate(self, params: list[Tensor]) -> Transform:
         """The transform ``x -> u`` (standardized value to noise) for the given parameters."""
         raise NotImplementedError
@@ -122,6 +128,47 @@ class MAF(Mechanism):
     def univariate(self, params: list[Tensor]) -> Transform:
         steps = [MonotonicAffineTransform(s, a) for s, a in zip(params[::2], params[1::2])]
         return steps[0] if len(steps) == 1 else ComposedTransform(*steps)
+
+
+@dataclass(frozen=True)
+class AdditiveNoise(Mechanism):
+    """Additive-noise mechanism ``x = f(pa) + e`` with ``e`` independent of the parents.
+
+    ``f`` is the node's network (plus the linear part every mechanism has); the noise
+    density is a monotonic spline of a Gaussian whose parameters do *not* depend on the
+    parents (``bins=0``: Gaussian noise). Most benchmark SCMs are additive-noise models,
+    and for them this structure is what makes counterfactuals right: the abducted residual
+    carries over unchanged to the counterfactual world.
+
+    Arguments:
+        hidden_features: Hidden layer sizes of the node's network ``f``.
+        bins: Bins of the noise spline (0 for Gaussian noise).
+        bound: Half-width of the spline's domain (standardized units).
+
+    Example:
+        >>> import torch
+        >>> stack = AdditiveNoise(hidden_features=(8,)).build([[], [0]], num_features=2)
+        >>> stack.flow(1, torch.randn(5, 1)).sample().shape
+        torch.Size([5, 1])
+    """
+
+    name: ClassVar[str] = "anm"
+    bins: int = 8
+    bound: float = 5.0
+
+    def shapes(self) -> list[Size]:
+        return [Size(())]
+
+    def free_shapes(self) -> list[Size]:
+        b = self.bins
+        return [Size((b,)), Size((b,)), Size((b - 1,))] if b else []
+
+    def univariate(self, params: list[Tensor]) -> Transform:
+        shift = params[0]
+        steps: list[Transform] = [MonotonicAffineTransform(shift, torch.zeros_like(shift))]
+        if self.bins:
+            steps.append(MonotonicRQSTransform(*params[1:4], bound=self.bound))
+        return ComposedTransform(*steps)
 
 
 @dataclass(frozen=True)
@@ -187,7 +234,9 @@ class LinearGaussian(Mechanism):
         return []  # the linear-Gaussian part of every stacked mechanism is all there is
 
 
-MECHANISMS: dict[str, type[Mechanism]] = {m.name: m for m in (MAF, NSF, LinearGaussian)}
+MECHANISMS: dict[str, type[Mechanism]] = {
+    m.name: m for m in (MAF, NSF, LinearGaussian, AdditiveNoise)
+}
 
 
 @dataclass(frozen=True)
@@ -215,8 +264,9 @@ class Auto:
 
     candidates: tuple[Mechanism, ...] = (
         LinearGaussian(),
-        MAF(hidden_features=(32, 32)),
-        NSF(hidden_features=(32, 32)),
+        AdditiveNoise(),
+        MAF(),
+        NSF(),
     )
     pilot_fraction: float = 0.25
     pilot_rows: int | None = 4096
@@ -283,6 +333,10 @@ class StackedMechanism(nn.Module):
         # The conditioner of the inner transform.
         self._shapes = spec.shapes()
         self._sizes = [s.numel() for s in self._shapes]
+        self._free_shapes = spec.free_shapes()
+        self._free_sizes = [s.numel() for s in self._free_shapes]
+        # Parent-free transform parameters, zero: the identity transform to start with.
+        self.free = nn.Parameter(torch.zeros(g, 1, sum(self._free_sizes)))
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
         if self._shapes:
@@ -329,9 +383,13 @@ class StackedMechanism(nn.Module):
                 h = torch.relu(h)
         return h
 
-    def _params(self, raw: Tensor) -> list[Tensor]:
+    def _params(self, raw: Tensor, free: Tensor) -> list[Tensor]:
         chunks = raw.split(self._sizes, dim=-1)
-        return [c.reshape(c.shape[:-1] + (1,) + s) for c, s in zip(chunks, self._shapes)]
+        params = [c.reshape(c.shape[:-1] + (1,) + s) for c, s in zip(chunks, self._shapes)]
+        chunks = free.split(self._free_sizes, dim=-1)
+        return params + [
+            c.reshape(c.shape[:-1] + (1,) + s) for c, s in zip(chunks, self._free_shapes)
+        ]
 
     def log_prob_all(self, x: Tensor, columns: Tensor) -> Tensor:
         """Log densities of every stacked node for rows ``x`` (standardized, all columns).
@@ -350,8 +408,10 @@ class StackedMechanism(nn.Module):
         if self._shapes:
             h = torch.einsum("nd,gdh->gnh", x, self.weights[0] * self.mask) + self.biases[0]
             if len(self.weights) > 1:
-                h = self._mlp(torch.relu(h), list(self.weights)[1:], list(self.biases)[1:])
-            z, inner = self.spec.univariate(self._params(h)).call_and_ladj(z)
+                rest = list(self.weights)[1:], list(self.biases)[1:]
+                h = self._mlp(torch.relu(h), *rest)
+            params = self._params(h, self.free)  # free (G, 1, F) broadcasts over rows
+            z, inner = self.spec.univariate(params).call_and_ladj(z)
             ladj = ladj + inner
         normal = -0.5 * (z.square() + math.log(2 * math.pi))
         return (normal + ladj).squeeze(-1)
@@ -377,7 +437,7 @@ class StackedMechanism(nn.Module):
             weights = [w[slot] for w in self.weights]
             weights[0] = weights[0][pa]
             raw = self._mlp(h, weights, [b[slot, 0] for b in self.biases])
-            steps.append(self.spec.univariate(self._params(raw)))
+            steps.append(self.spec.univariate(self._params(raw, self.free[slot])))
         if not pa:  # unconditional: drop the dummy batch dimension
             steps = [_squeeze_transform(t) for t in steps]
         transform = DependentTransform(ComposedTransform(*steps), 1)
