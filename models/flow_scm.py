@@ -7,7 +7,7 @@ __all__ = ["SCM", "InterventionalSCM"]
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -32,6 +32,10 @@ from pyrocausal.mechanisms import (
 )
 from pyrocausal.validation import Intervention, check_frame, check_intervention
 
+if TYPE_CHECKING:
+    from pyrocausal.inference.posterior import Abduction
+    from pyrocausal.results import CausalQueryResult
+
 _FORMAT = "pyrocausal.SCM"
 _VERSION = 1
 
@@ -54,7 +58,8 @@ class SCM(nn.Module):
             ``"nsf"``, ``"linear"``), or ``"auto"`` / :class:`~pyrocausal.mechanisms.Auto`
             to choose each node's mechanism by held-out likelihood during :meth:`fit`
             (the choice is then in :attr:`mechanisms` and :attr:`selection`).
-            Default: :class:`~pyrocausal.mechanisms.MAF`.
+            Default (``None``): ``"auto"``; in a mapping, nodes left out get
+            :class:`~pyrocausal.mechanisms.MAF`.
 
     Example:
         >>> import pyrocausal as pc
@@ -76,7 +81,7 @@ class SCM(nn.Module):
         for node in self.graph.nodes:
             if "." in node:
                 raise GraphError(f"node name {node!r} must not contain '.'")
-        if isinstance(mechanisms, str) and mechanisms == "auto":
+        if mechanisms is None or (isinstance(mechanisms, str) and mechanisms == "auto"):
             mechanisms = Auto()
         self.auto: Auto | None = mechanisms if isinstance(mechanisms, Auto) else None
         self.selection: pd.DataFrame | None = None
@@ -92,7 +97,7 @@ class SCM(nn.Module):
         self.register_buffer("scale", torch.ones(len(self.graph)))
         # A model whose every mechanism is written down without free parameters is complete.
         free = any(p.requires_grad for p in self.stacks.parameters())
-        self.register_buffer("fitted", torch.tensor(not free and not self.graph.latent))
+        self.register_buffer("fitted", torch.tensor(not free))
 
     # ------------------------------------------------------------------ properties
     @property
@@ -315,10 +320,12 @@ class SCM(nn.Module):
         if not any(p.requires_grad for p in self.stacks.parameters()):
             return History(best_epoch=-1)  # every mechanism is written down: nothing to fit
         if self.auto is not None:
-            if val is None:
-                raise ValueError("mechanisms='auto' needs held-out rows: set val_fraction > 0")
             pilot = max(1, round(epochs * self.auto.pilot_fraction))
-            self._select_mechanisms(train, val, epochs=pilot, **options)
+            if val is None:  # choose on a hold-out of the training rows all the same
+                cut = max(1, len(train) // 5)
+                self._select_mechanisms(train[cut:], train[:cut], epochs=pilot, **options)
+            else:
+                self._select_mechanisms(train, val, epochs=pilot, **options)
             epochs -= pilot
             if epochs == 0:
                 return History(best_epoch=-1)
@@ -337,7 +344,8 @@ class SCM(nn.Module):
     ) -> None:
         """Least-squares start of every mechanism's linear part (see StackedMechanism)."""
         for stack, (_, nodes) in zip(stacks, groups):
-            stack.initialize(train, torch.tensor([self._index[n] for n in nodes]))
+            rows = train * self.scale + self.loc if getattr(stack, "raw_units", False) else train
+            stack.initialize(rows, torch.tensor([self._index[n] for n in nodes]))
 
     def _nll(
         self, stacks: nn.ModuleList, groups: list[tuple[Mechanism, list[str]]]
@@ -503,26 +511,70 @@ class SCM(nn.Module):
         noise = {n: trace.nodes[noise_site(n)]["value"].squeeze(-1) for n in self.graph.nodes}
         return self._frame(noise, frame.index)
 
-    def counterfactual(self, factual: pd.DataFrame, intervention: Intervention) -> pd.DataFrame:
-        """One counterfactual row per factual row: abduction, action, prediction.
+    def counterfactual(
+        self,
+        factual: pd.DataFrame,
+        intervention: Intervention,
+        num_samples: int | None = None,
+        *,
+        abduction: Abduction | None = None,
+        seed: int | None = None,
+    ) -> pd.DataFrame | CausalQueryResult:
+        """Counterfactuals of factual rows: abduction, action, prediction.
 
+        Without ``num_samples``: one counterfactual row per fully observed factual row.
         Abduction traces :meth:`guide` (exact flow inversion), action is ``pyro.do`` (or a
         soft-do handler for callables), prediction replays the abducted noise through the
         intervened program. Variables that are not descendants of an intervened one are
         returned as their factual values (recomputing them would only add round-off).
+
+        With ``num_samples``: posterior counterfactuals as a
+        :class:`~pyrocausal.results.CausalQueryResult` of ``num_samples`` draws per row.
+        Rows may leave variables unobserved (NaN), latent nodes are integrated over, and
+        discrete nodes get Gumbel-max counterfactuals; see
+        :mod:`pyrocausal.inference.posterior`. With full evidence, no latent and no discrete
+        nodes, every draw equals the exact answer.
+
+        Arguments:
+            factual: Factual rows, one column per observed node (NaN = not observed when
+                ``num_samples`` is given).
+            intervention: ``{node: value, per-row array or callable}``.
+            num_samples: Posterior draws per row (``None``: the exact one-row answer).
+            abduction: How hidden variables are inferred (default
+                :class:`~pyrocausal.inference.posterior.SVIAbduction`).
+            seed: Seed of the draws (``num_samples`` only).
         """
+        if num_samples is not None:
+            from pyrocausal.inference.posterior import counterfactual_query
+
+            return counterfactual_query(
+                self, factual, intervention, num_samples, abduction=abduction, seed=seed
+            )
         self._check_fitted()
-        frame = check_frame(factual, self.graph.nodes, what="factual")
+        frame = check_frame(factual, self.graph.observed, what="factual", allow_nan=True)
+        hidden = list(self.graph.latent) + [c for c in frame if frame[c].isna().any()]
+        if hidden:
+            raise ValueError(
+                f"variable(s) {hidden} are not observed in every row (NaN or latent), so the "
+                "counterfactual is a distribution: pass num_samples=... (e.g. "
+                "num_samples=1000) for posterior draws"
+            )
         iv = check_intervention(
             intervention, self.graph, len(frame), dtype=self.dtype, device=self.device
         )
+        changed = set(iv).union(*(self.graph.descendants(n) for n in iv))
+        discrete = [n for n in changed if n not in iv and self._discrete(n)]
+        if discrete:
+            raise ValueError(
+                f"discrete variable(s) {sorted(discrete)} change under this intervention and "
+                "their Gumbel-max counterfactual is a distribution: pass num_samples=..."
+            )
         with torch.no_grad():
             trace = poutine.trace(self.guide).get_trace(self._tensors(frame))
             values = replay_counterfactual(
                 self.model, trace, iv, self.graph.nodes, num_rows=len(frame)
             )
         out = self._frame(values, frame.index)
-        changed = set(iv).union(*(self.graph.descendants(n) for n in iv))
         keep = [n for n in self.graph.nodes if n not in changed]
         out[keep] = frame[keep].to_numpy()
         return out
@@ -559,6 +611,10 @@ class SCM(nn.Module):
                 )
             means.append(values[target].expand(num_samples).double().mean())
         return float(means[0] - means[1])
+
+    def _discrete(self, node: str) -> bool:
+        g, _ = self._slot[node]
+        return bool(getattr(self.stacks[g], "discrete", False))
 
     def _prior_noise(self, num_rows: int, seed: int | None) -> poutine.Trace:
         with _seeded(seed), torch.no_grad():
@@ -641,6 +697,25 @@ class InterventionalSCM:
         with _seeded(seed), torch.no_grad():
             values = model(num_rows=num_samples)
         return self.scm._frame(values)
+
+    def query(self, num_samples: int, seed: int | None = None) -> CausalQueryResult:
+        """Interventional draws as a :class:`~pyrocausal.results.CausalQueryResult`.
+
+        Its ``samples`` are :meth:`sample`'s rows (row ``0``, one draw each); its ``factual``
+        group holds observational draws with the same seed (common random numbers), so
+        ``.summary(hdi_prob=0.9)`` and ``.plot()`` compare doing with seeing.
+
+        Example:
+            >>> import pyrocausal as pc
+            >>> scm = pc.SCM({"a": [], "b": ["a"]}, mechanisms="linear")
+            >>> scm.do({"a": 2.0}).query(num_samples=100, seed=0).summary().loc["a", "mean"]
+            row
+            0    2.0
+            Name: mean, dtype: float64
+        """
+        from pyrocausal.inference.posterior import interventional_query
+
+        return interventional_query(self.scm, self.intervention, num_samples, seed=seed)
 
     def __repr__(self) -> str:
         return f"InterventionalSCM(do={self.intervention!r})"
