@@ -1,12 +1,23 @@
 """Training, abduction and counterfactual inference (shipped as ``pyrocausal.inference``)."""
 
 from pyrocausal.inference.counterfactual import noise_site, reparam_noise, replay_counterfactual
+
+# Last: crl imports pyrocausal.models, which imports this package.
+from pyrocausal.inference.crl import CRL_MODELS, evaluate_crl, train_crl  # noqa: E402
 from pyrocausal.inference.devices import resolve_device
 from pyrocausal.inference.errors import TrainingDivergedError
+from pyrocausal.inference.svi import Constant, LinearWarmup, SVIHistory, SVITrainer
 from pyrocausal.inference.training import History, train_mle
 
 __all__ = [
+    "CRL_MODELS",
+    "Constant",
     "History",
+    "LinearWarmup",
+    "SVIHistory",
+    "SVITrainer",
+    "evaluate_crl",
+    "train_crl",
     "TrainingDivergedError",
     "noise_site",
     "reparam_noise",

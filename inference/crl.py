@@ -84,11 +84,15 @@ def load_image_split(
     seed: int = 0,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    options: Mapping[str, Any] | None = None,
 ) -> Any:
-    """A split of an image data set, optionally a seeded random subset of ``size`` units."""
+    """A split of an image data set, optionally a seeded random subset of ``size`` units.
+
+    ``options`` go to the data set's constructor (e.g. Morpho's ``n_train``)."""
     from pyrocausal.datasets.images import ImageData, get_dataset
 
-    data = get_dataset(dataset).load(split, cache_dir=cache_dir, progress=progress)
+    generator = get_dataset(dataset, **dict(options or {}))
+    data = generator.load(split, cache_dir=cache_dir, progress=progress)
     if size is None or size >= len(data):
         return data
     index = np.sort(np.random.default_rng(seed).permutation(len(data))[:size])
@@ -115,10 +119,12 @@ def train_crl(
     train_size: int | None = None,
     seed: int = 0,
     device: str = "auto",
+    grad_clip: float | None = None,
     out_dir: str | os.PathLike | None = None,
     resume: bool = False,
     progress: bool = True,
     cache_dir: str | os.PathLike | None = None,
+    dataset_options: Mapping[str, Any] | None = None,
     **model_kwargs: Any,
 ) -> CRLRun:
     """Train a causal representation model on an image data set.
@@ -136,15 +142,18 @@ def train_crl(
         train_size: Train on a seeded random subset of this many units (default: all).
         seed: Seeds the subset, the label mask, the initialization and the training.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        grad_clip: Clip the gradient norm to this value (``None``: no clipping).
         out_dir: Where ``model.pt``, ``checkpoint.pt`` and ``history.json`` go (optional).
         resume: Continue from ``out_dir/checkpoint.pt`` when it exists.
         progress: Progress bars.
         cache_dir: Data set cache directory.
+        dataset_options: Constructor arguments of the data set (recorded for evaluation).
         **model_kwargs: Passed to the model's constructor.
     """
     if model not in CRL_MODELS:
         raise ValueError(f"unknown model {model!r}; choose one of {sorted(CRL_MODELS)}")
-    data = load_image_split(dataset, "train", train_size, seed, cache_dir, progress)
+    options = dict(dataset_options or {})
+    data = load_image_split(dataset, "train", train_size, seed, cache_dir, progress, options)
     if missing_labels:
         from pyrocausal.datasets.images import ImageData
 
@@ -160,13 +169,12 @@ def train_crl(
         schedules=net.default_schedules(epochs),
         device=device,
         seed=seed,
+        grad_clip=grad_clip,
         progress=progress,
     )
     out = Path(out_dir) if out_dir is not None else None
     checkpoint = out / "checkpoint.pt" if out is not None else None
-    history = trainer.fit(
-        data, epochs, batch_size=batch_size, checkpoint=checkpoint, resume=resume
-    )
+    history = trainer.fit(data, epochs, batch_size=batch_size, checkpoint=checkpoint, resume=resume)
     if isinstance(net, BetaVAE):
         net.fit_readout(data.images, data.labels)
     seconds = [r["seconds"] for r in history.records]
@@ -174,6 +182,7 @@ def train_crl(
     net.metadata = {
         "model": model,
         "dataset": dataset,
+        "dataset_options": options,
         "epochs": epochs,
         "batch_size": batch_size,
         "lr": lr,
@@ -183,14 +192,16 @@ def train_crl(
         "networks": networks,
         "parameters": count_parameters(net),
         "device": str(trainer.device),
+        "grad_clip": grad_clip,
         "seconds_per_epoch": per_epoch,
         "final_loss": history.records[-1]["loss"] if history.records else math.nan,
     }
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         net.save(out / "model.pt")
-        if isinstance(net, BetaVAE):  # the read-out is fitted after the last checkpoint
-            trainer.save(checkpoint)
+        # Again, so that the checkpoint's model carries the metadata (and a β-VAE's read-out,
+        # fitted after the last epoch): `evaluate_crl(checkpoint.pt)` then works too.
+        trainer.save(checkpoint)
         (out / "history.json").write_text(json.dumps(history.records, indent=1))
     return CRLRun(net, history, out, per_epoch)
 
@@ -274,7 +285,8 @@ def evaluate_crl(
     name = dataset or model.metadata.get("dataset")
     if name is None:
         raise ValueError("the model records no data set; pass dataset=")
-    test = load_image_split(name, "test", test_size, seed, cache_dir, progress)
+    options = model.metadata.get("dataset_options") if dataset is None else None
+    test = load_image_split(name, "test", test_size, seed, cache_dir, progress, options)
     ds = test.dataset
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
@@ -349,9 +361,7 @@ def evaluate_crl(
         np.mean([v["effectiveness"][r] / scale[r] for r, v in interventions.items()])
     )
     results["cf_factor_mae_normalized"] = float(
-        np.mean(
-            [v["cf_factor_mae"][k] / scale[k] for v in interventions.values() for k in scale]
-        )
+        np.mean([v["cf_factor_mae"][k] / scale[k] for v in interventions.values() for k in scale])
     )
     results["reversibility"] = float(np.mean([v["reversibility"] for v in interventions.values()]))
     results["evaluation_seconds"] = time.perf_counter() - start

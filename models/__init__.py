@@ -1,5 +1,23 @@
 """Generative models built on the pyrocausal core (shipped as ``pyrocausal.models``)."""
 
+from pyrocausal.models.baselines import BetaVAE, ConditionalVAE
+from pyrocausal.models.crl_base import CRLModel, CRLQuery, mask_labels
 from pyrocausal.models.flow_scm import SCM, InterventionalSCM
+from pyrocausal.models.icm_vae import ICMVAE
+from pyrocausal.models.networks import NETWORK_PRESETS, conv_networks, paper_mlp_networks
+from pyrocausal.models.scm_vae import SCMVAE
 
-__all__ = ["SCM", "InterventionalSCM"]
+__all__ = [
+    "ICMVAE",
+    "NETWORK_PRESETS",
+    "SCM",
+    "SCMVAE",
+    "BetaVAE",
+    "CRLModel",
+    "CRLQuery",
+    "ConditionalVAE",
+    "InterventionalSCM",
+    "conv_networks",
+    "mask_labels",
+    "paper_mlp_networks",
+]

@@ -1,6 +1,7 @@
 """Hermetic tests: fixed seeds, a clean Pyro parameter store, validation on, one thread."""
 
 import os
+import tempfile
 
 import numpy as np
 import pyro
@@ -8,6 +9,8 @@ import pytest
 import torch
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Image data sets are built once per test session into a private cache, never the user's.
+os.environ.setdefault("PYROCAUSAL_CACHE_DIR", tempfile.mkdtemp(prefix="pyrocausal-test-cache-"))
 torch.set_num_threads(1)
 
 
