@@ -97,6 +97,14 @@ def cmd_sample(args: argparse.Namespace) -> None:
 def cmd_do(args: argparse.Namespace) -> None:
     scm = _load(args.model, args.device)
     intervention = parse_assignments(args.set)
+    if args.samples is not None:  # a CausalQueryResult: summary with highest-density intervals
+        result = scm.do(intervention).query(num_samples=args.samples, seed=args.seed)
+        if args.output:
+            _write(result.samples, args.output, "interventional samples")
+        print(f"do({', '.join(args.set)}), {args.samples} draws, {args.hdi:g} HDI")
+        _print_summary(result.summary(hdi_prob=args.hdi), "interventional")
+        _print_summary(result.summary(hdi_prob=args.hdi, group="factual"), "observational")
+        return
     samples = scm.do(intervention).sample(args.num, seed=args.seed)
     if args.output:
         _write(samples, args.output, "interventional samples")
@@ -115,8 +123,23 @@ def cmd_do(args: argparse.Namespace) -> None:
 def cmd_counterfactual(args: argparse.Namespace) -> None:
     scm = _load(args.model, args.device)
     factual = pd.read_csv(args.factual)
+    if args.samples is not None:  # posterior draws; empty cells are unobserved
+        result = scm.counterfactual(
+            factual, parse_assignments(args.set), num_samples=args.samples, seed=args.seed
+        )
+        if args.output:
+            _write(result.samples, args.output, "counterfactual samples")
+        print(f"counterfactual do({', '.join(args.set)}), {args.samples} draws per row")
+        _print_summary(result.summary(hdi_prob=args.hdi), f"{args.hdi:g} HDI")
+        return
     cf = scm.counterfactual(factual, parse_assignments(args.set))
     _write(cf, args.output, "counterfactuals")
+
+
+def _print_summary(table: pd.DataFrame, title: str) -> None:
+    print(f"-- {title}")
+    with pd.option_context("display.max_rows", 200, "display.width", 120):
+        print(table.to_string(float_format="{:.4f}".format))
 
 
 def cmd_ate(args: argparse.Namespace) -> None:
@@ -140,6 +163,40 @@ def cmd_generate(args: argparse.Namespace) -> None:
     if args.graph_output:
         Path(args.graph_output).write_text(json.dumps(truth.graph.to_dict(), indent=2) + "\n")
         print(f"wrote its graph to {args.graph_output}")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from pyrocausal.inference.crl import train_crl
+
+    run = train_crl(
+        args.model,
+        args.dataset,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        networks=args.networks,
+        missing_labels=args.missing_labels,
+        train_size=args.train_size,
+        seed=args.seed,
+        device=args.device,
+        out_dir=args.out or f"out/{args.model}-{args.dataset}",
+        resume=args.resume,
+    )
+    print(f"trained {args.model} on {args.dataset}: {run.seconds_per_epoch:.1f} s/epoch")
+    print(f"wrote {run.out_dir}/model.pt, checkpoint.pt and history.json")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from pyrocausal.inference.crl import evaluate_crl
+
+    out = args.out or str(Path(args.checkpoint).parent / "evaluation")
+    metrics = evaluate_crl(
+        args.checkpoint, out, test_size=args.test_size, oracle=args.oracle, seed=args.seed,
+        device=args.device, oracle_size=args.oracle_size, oracle_epochs=args.oracle_epochs,
+    )  # fmt: skip
+    flat = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
+    print(json.dumps(flat, indent=2))
+    print(f"wrote {out}/metrics.json, counterfactuals.png and interventions.png")
 
 
 def cmd_scms(args: argparse.Namespace) -> None:
@@ -223,6 +280,19 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 # ---------------------------------------------------------------- parser
+def _query_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--samples",
+        type=int,
+        default=None,
+        metavar="N",
+        help="answer with N posterior draws (per row) and print mean, sd and HDI",
+    )
+    p.add_argument(
+        "--hdi", type=float, default=0.9, help="probability of the summary's HDI (default 0.9)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``pyrocausal`` command."""
     parser = argparse.ArgumentParser(
@@ -268,15 +338,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", required=True, metavar="NODE=VALUE")
     p.add_argument("-n", "--num", type=int, default=1000)
     p.add_argument("-o", "--output", help="CSV file for the samples")
+    _query_options(p)
     common(p)
     p.set_defaults(func=cmd_do)
 
-    p = sub.add_parser("counterfactual", help="one counterfactual row per factual row")
+    p = sub.add_parser("counterfactual", help="counterfactuals of factual rows")
     p.add_argument("model")
-    p.add_argument("--factual", required=True, help="CSV of factual rows")
+    p.add_argument("--factual", required=True, help="CSV of factual rows (empty = unobserved)")
     p.add_argument("--set", action="append", required=True, metavar="NODE=VALUE")
     p.add_argument("-o", "--output", help="CSV file (default: print)")
-    common(p, seed=False)
+    _query_options(p)
+    common(p)
     p.set_defaults(func=cmd_counterfactual)
 
     p = sub.add_parser("ate", help="average treatment effect")
@@ -298,6 +370,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("scms", help="list the built-in SCMs")
     p.set_defaults(func=cmd_scms)
+
+    p = sub.add_parser("train", help="train a causal representation model on images")
+    p.add_argument("model", choices=["icm-vae", "scm-vae", "beta-vae", "cvae"])
+    p.add_argument("--dataset", default="pendulum", choices=["pendulum", "flow", "morpho"])
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--networks", default="conv", help="conv (default) or paper-mlp")
+    p.add_argument("--missing-labels", type=float, default=0.0, help="share of units unlabelled")
+    p.add_argument("--train-size", type=int, default=None, help="use a subset of the split")
+    p.add_argument("--out", default=None, help="output folder (default out/<model>-<dataset>)")
+    p.add_argument("--resume", action="store_true", help="resume from OUT/checkpoint.pt")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="metrics and image grids of a trained model")
+    p.add_argument("checkpoint", help="model.pt or checkpoint.pt written by `train`")
+    p.add_argument("--out", default=None, help="output folder (default next to the checkpoint)")
+    p.add_argument("--test-size", type=int, default=None)
+    p.add_argument("--oracle", default=None, help="a saved oracle (default: train one)")
+    p.add_argument("--oracle-size", type=int, default=8192, help="renders to train the oracle")
+    p.add_argument("--oracle-epochs", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_evaluate)
     return parser
 
 

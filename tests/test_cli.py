@@ -80,3 +80,16 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     assert (tmp_path / "counterfactuals.png").stat().st_size > 1000
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["scm"] == "chain_linear"
+
+
+def test_train_and_evaluate_a_representation_model(tmp_path, capsys):
+    out = tmp_path / "run"
+    common = ["--device", "cpu", "--seed", "0"]
+    assert main(["train", "cvae", "--dataset", "morpho", "--epochs", "1", "--train-size", "128",
+                 "--out", str(out), *common]) == 0  # fmt: skip
+    assert (out / "model.pt").exists() and (out / "checkpoint.pt").exists()
+    assert main(["evaluate", str(out / "model.pt"), "--test-size", "32", "--oracle-size", "128",
+                 "--oracle-epochs", "1", *common]) == 0  # fmt: skip
+    metrics = json.loads((out / "evaluation" / "metrics.json").read_text())
+    assert 0.0 <= metrics["cf_image_mse"] < 1.0
+    assert (out / "evaluation" / "counterfactuals.png").stat().st_size > 1000
