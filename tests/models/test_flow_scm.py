@@ -163,14 +163,14 @@ def test_do_is_pyro_do_on_the_model(triangle):
 
 # ---------------------------------------------------------------- ground truth
 GROUND_TRUTH = [
-    # (scm, epochs, max CF RMSE / sd(target), max |ATE error| / sd(target)). Measured at this
-    # budget (mechanisms="auto", 3,000 rows, seed 0): chain 0.04/0.07, triangle 0.02/0.02,
-    # fork 0.18/0.05, simpson 0.02/0.03, non-linear triangle 0.28/0.07 (its x3 is a steep
-    # sigmoid of x2^2, the hardest at this size); tolerances leave room for other CPUs.
+    # (scm, epochs, max CF RMSE / sd(target), max |ATE error| / sd(target)), with
+    # mechanisms="auto" on 3,000 rows, seed 0. The non-linear triangle's x3 is a steep
+    # sigmoid of x2^2, the hardest at this size (0.39 of its sd after 60 epochs, about 0.27
+    # after 100); tolerances leave room for other CPUs' arithmetic.
     ("chain_linear", 60, 0.10, 0.10),
     ("triangle_linear", 60, 0.10, 0.10),
     ("fork_nonlinear", 60, 0.25, 0.15),
-    ("triangle_nonlinear", 60, 0.35, 0.20),
+    ("triangle_nonlinear", 100, 0.35, 0.20),
     ("simpson_nonlinear", 60, 0.25, 0.15),
 ]
 
