@@ -58,8 +58,10 @@ class SCM(nn.Module):
             ``"nsf"``, ``"linear"``), or ``"auto"`` / :class:`~pyrocausal.mechanisms.Auto`
             to choose each node's mechanism by held-out likelihood during :meth:`fit`
             (the choice is then in :attr:`mechanisms` and :attr:`selection`).
-            Default (``None``): ``"auto"``; in a mapping, nodes left out get
-            :class:`~pyrocausal.mechanisms.MAF`.
+            Default (``None``), and for nodes a mapping leaves out:
+            :class:`~pyrocausal.mechanisms.MAF`, the winner of ``bench/scm_suite.py``
+            (counterfactual RMSE no worse than the best peer on 7 of 17 SCMs, against 5 for
+            ``"auto"``).
 
     Example:
         >>> import pyrocausal as pc
@@ -81,7 +83,7 @@ class SCM(nn.Module):
         for node in self.graph.nodes:
             if "." in node:
                 raise GraphError(f"node name {node!r} must not contain '.'")
-        if mechanisms is None or (isinstance(mechanisms, str) and mechanisms == "auto"):
+        if isinstance(mechanisms, str) and mechanisms == "auto":
             mechanisms = Auto()
         self.auto: Auto | None = mechanisms if isinstance(mechanisms, Auto) else None
         self.selection: pd.DataFrame | None = None
@@ -342,10 +344,17 @@ class SCM(nn.Module):
     def _initialize(
         self, stacks: nn.ModuleList, groups: list[tuple[Mechanism, list[str]]], train: Tensor
     ) -> None:
-        """Least-squares start of every mechanism's linear part (see StackedMechanism)."""
+        """Least-squares start of every mechanism's linear part (see StackedMechanism).
+
+        Mechanisms in original units (hand-written, discrete) get the rows in original units
+        and the node names, and start at their own maximum likelihood (see CustomStack).
+        """
         for stack, (_, nodes) in zip(stacks, groups):
-            rows = train * self.scale + self.loc if getattr(stack, "raw_units", False) else train
-            stack.initialize(rows, torch.tensor([self._index[n] for n in nodes]))
+            columns = torch.tensor([self._index[n] for n in nodes])
+            if getattr(stack, "raw_units", False):
+                stack.initialize(train * self.scale + self.loc, columns, names=self.graph.nodes)
+            else:
+                stack.initialize(train, columns)
 
     def _nll(
         self, stacks: nn.ModuleList, groups: list[tuple[Mechanism, list[str]]]
@@ -631,6 +640,7 @@ class SCM(nn.Module):
                 "format": _FORMAT,
                 "version": _VERSION,
                 "graph": self.graph.to_dict(),
+                "latent": list(self.graph.latent),
                 "mechanisms": {n: m.to_config() for n, m in self.mechanisms.items()},
                 "dtype": str(self.dtype).removeprefix("torch."),
                 "state_dict": state,
@@ -645,7 +655,8 @@ class SCM(nn.Module):
         if not isinstance(blob, dict) or blob.get("format") != _FORMAT:
             raise ValueError(f"{path} is not a saved pyrocausal SCM")
         mechanisms = {n: mechanism_from_config(c) for n, c in blob["mechanisms"].items()}
-        scm = cls(CausalGraph(blob["graph"]), mechanisms=mechanisms)
+        graph = CausalGraph(blob["graph"], latent=blob.get("latent", ()))
+        scm = cls(graph, mechanisms=mechanisms)
         scm.to(getattr(torch, blob["dtype"]))
         scm.load_state_dict(blob["state_dict"])
         return scm.to(resolve_device(device))
