@@ -2,6 +2,7 @@
 
 from pyrocausal.models.baselines import BetaVAE, ConditionalVAE
 from pyrocausal.models.crl_base import CRLModel, CRLQuery, mask_labels
+from pyrocausal.models.ensemble import SCMEnsemble
 from pyrocausal.models.flow_scm import SCM, InterventionalSCM
 from pyrocausal.models.icm_vae import ICMVAE
 from pyrocausal.models.networks import NETWORK_PRESETS, conv_networks, paper_mlp_networks
@@ -17,6 +18,7 @@ __all__ = [
     "CRLQuery",
     "ConditionalVAE",
     "InterventionalSCM",
+    "SCMEnsemble",
     "conv_networks",
     "mask_labels",
     "paper_mlp_networks",

@@ -13,7 +13,8 @@ from pyrocausal.graph import CausalGraph, GraphError
 from pyrocausal.handlers import intervene
 from pyrocausal.inference import History, TrainingDivergedError
 from pyrocausal.mechanisms import MAF, NSF, AdditiveNoise, Auto, LinearGaussian, Mechanism
-from pyrocausal.models import SCM, InterventionalSCM
+from pyrocausal.models import SCM, InterventionalSCM, SCMEnsemble
+from pyrocausal.results import CausalQueryResult
 
 __version__ = "0.1.0"
 
@@ -27,11 +28,13 @@ __all__ = [
     "HandWritten",
     "SCM",
     "CausalGraph",
+    "CausalQueryResult",
     "GraphError",
     "History",
     "InterventionalSCM",
     "LinearGaussian",
     "Mechanism",
+    "SCMEnsemble",
     "TrainingDivergedError",
     "intervene",
 ]

@@ -1,0 +1,193 @@
+"""Parameter uncertainty: an ensemble of SCMs refitted on bootstrap resamples.
+
+With little data the fitted mechanisms are themselves uncertain, and a single fitted SCM
+answers as if they were known. :class:`SCMEnsemble` carries that uncertainty into
+interventional and counterfactual answers: each member is the same SCM fitted to a bootstrap
+resample of the rows, a query splits its draws evenly over the members and pools them, so
+the spread of the answer adds the members' disagreement to each member's own posterior
+spread.
+
+Why a bootstrap rather than a Bayesian posterior over the mechanisms: it needs nothing but
+the ordinary fit, so it works for every mechanism (flows with thousands of weights included),
+and on the calibration benchmark (``bench/posterior_calibration.py``, hand-written families
+with free parameters fitted to 50-200 rows) it brought the coverage of the units' true
+counterfactuals near nominal, where the single fit under-covered. See the benchmark's
+report for the figures, beside a Bayesian reference (NUTS over the parameters).
+"""
+
+from __future__ import annotations
+
+__all__ = ["SCMEnsemble"]
+
+import copy
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pyrocausal.models.flow_scm import SCM
+from pyrocausal.results import CausalQueryResult
+from pyrocausal.validation import Intervention
+
+
+class SCMEnsemble:
+    """Several SCMs over one graph that answer queries together.
+
+    Arguments:
+        members: The fitted SCMs (same graph).
+
+    Example:
+        >>> import numpy as np, pandas as pd
+        >>> import pyrocausal as pc
+        >>> rng = np.random.default_rng(0)
+        >>> a = rng.normal(size=60)
+        >>> data = pd.DataFrame({"a": a, "b": 2 * a + rng.normal(size=60)})
+        >>> scm = pc.SCM({"a": [], "b": ["a"]}, mechanisms="linear")
+        >>> ensemble = SCMEnsemble.bootstrap(scm, data, num_models=4, seed=0, epochs=20)
+        >>> len(ensemble), ensemble.do({"a": 1.0}).query(num_samples=100, seed=0).num_draws
+        (4, 100)
+    """
+
+    def __init__(self, members: Sequence[SCM]) -> None:
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        graphs = {m.graph for m in members}
+        if len(graphs) != 1:
+            raise ValueError("the members of an ensemble must share one graph")
+        self.members = list(members)
+
+    @classmethod
+    def bootstrap(
+        cls,
+        scm: SCM,
+        data: pd.DataFrame,
+        num_models: int = 20,
+        seed: int | None = None,
+        **fit_options: Any,
+    ) -> SCMEnsemble:
+        """Fit ``num_models`` copies of ``scm`` on bootstrap resamples of ``data``.
+
+        Arguments:
+            scm: The model to copy (fitted or not; each copy is fitted afresh).
+            data: The training rows.
+            num_models: Ensemble size.
+            seed: Seed of the resamples and of each member's fit.
+            **fit_options: Passed to :meth:`SCM.fit` (``progress`` defaults to ``False``).
+        """
+        if num_models < 1:
+            raise ValueError(f"num_models must be at least 1, got {num_models}")
+        rng = np.random.default_rng(seed)
+        fit_options.setdefault("progress", False)
+        members = []
+        for m in range(num_models):
+            rows = rng.integers(0, len(data), size=len(data))
+            member = copy.deepcopy(scm)
+            member_seed = None if seed is None else seed * 1000 + m
+            member.fit(data.iloc[rows].reset_index(drop=True), seed=member_seed, **fit_options)
+            members.append(member)
+        return cls(members)
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    @property
+    def graph(self) -> Any:
+        """The shared causal graph."""
+        return self.members[0].graph
+
+    def _split(self, num_samples: int) -> list[int]:
+        if num_samples < len(self.members):
+            raise ValueError(
+                f"num_samples ({num_samples}) must be at least the number of members "
+                f"({len(self.members)})"
+            )
+        base, extra = divmod(num_samples, len(self.members))
+        return [base + (m < extra) for m in range(len(self.members))]
+
+    def counterfactual(
+        self,
+        evidence: pd.DataFrame,
+        intervention: Intervention,
+        num_samples: int,
+        *,
+        abduction: Any = None,
+        seed: int | None = None,
+    ) -> CausalQueryResult:
+        """Posterior counterfactual draws pooled over the members (see
+        :meth:`SCM.counterfactual`)."""
+        parts = [
+            member.counterfactual(
+                evidence,
+                intervention,
+                num_samples=share,
+                abduction=abduction,
+                seed=None if seed is None else seed * 1000 + m,
+            )
+            for m, (member, share) in enumerate(zip(self.members, self._split(num_samples)))
+        ]
+        return _pool(parts)
+
+    def do(self, intervention: Intervention) -> _EnsembleIntervention:
+        """The intervened ensemble; ``.query(num_samples)`` pools the members' draws."""
+        return _EnsembleIntervention(self, intervention)
+
+    def sample(self, num_samples: int, seed: int | None = None) -> pd.DataFrame:
+        """Observational draws pooled over the members."""
+        return self.do({}).sample(num_samples, seed=seed)
+
+
+class _EnsembleIntervention:
+    def __init__(self, ensemble: SCMEnsemble, intervention: Intervention) -> None:
+        self.ensemble = ensemble
+        self.intervention = dict(intervention)
+
+    def sample(self, num_samples: int, seed: int | None = None) -> pd.DataFrame:
+        frames = [
+            m.do(self.intervention).sample(share, seed=None if seed is None else seed * 1000 + i)
+            for i, (m, share) in enumerate(
+                zip(self.ensemble.members, self.ensemble._split(num_samples))
+            )
+        ]
+        return pd.concat(frames, ignore_index=True)
+
+    def query(self, num_samples: int, seed: int | None = None) -> CausalQueryResult:
+        parts = [
+            m.do(self.intervention).query(share, seed=None if seed is None else seed * 1000 + i)
+            for i, (m, share) in enumerate(
+                zip(self.ensemble.members, self.ensemble._split(num_samples))
+            )
+        ]
+        return _pool(parts)
+
+
+def _pool(parts: list[CausalQueryResult]) -> CausalQueryResult:
+    """One result from the members' results: draws concatenated and renumbered per row."""
+
+    def stack(frames: list[pd.DataFrame | None]) -> pd.DataFrame | None:
+        if any(f is None for f in frames):
+            return None
+        whole = pd.concat(frames)
+        rows = whole.index.get_level_values("row")
+        draws = whole.groupby(level="row", sort=False).cumcount().to_numpy()
+        whole.index = pd.MultiIndex.from_arrays([rows, draws], names=["row", "draw"])
+        order = pd.Categorical(rows, categories=first.rows).codes  # the evidence's row order
+        return whole.iloc[np.argsort(order, kind="stable")]
+
+    first = parts[0]
+    diagnostics = None
+    if first.diagnostics is not None:
+        diagnostics = pd.concat(
+            [p.diagnostics.assign(member=m) for m, p in enumerate(parts)]  # type: ignore[union-attr]
+        )
+    return CausalQueryResult(
+        first.kind,
+        stack([p.samples for p in parts]),  # type: ignore[arg-type]
+        factual=stack([p.factual for p in parts]),
+        interventional=stack([p.interventional for p in parts]),
+        evidence=first.evidence,
+        intervention=first.intervention,
+        diagnostics=diagnostics,
+        discrete=first.discrete,
+        info={**first.info, "members": len(parts)},
+    )

@@ -1,0 +1,717 @@
+"""Hand-written and discrete mechanisms, in original units.
+
+A flow mechanism (:class:`~pyrocausal.mechanisms.MAF`, ...) is learned from data on
+standardized values. The mechanisms here are written down instead, or are discrete:
+
+* :class:`HandWritten` -- ``x = f(pa, u)`` with ``u`` from a chosen noise distribution, given
+  as an explicit forward / inverse pair or as a :mod:`torch.distributions` transform built
+  from the parents. Free parameters (``params``) are fitted by :meth:`SCM.fit
+  <pyrocausal.models.SCM.fit>` like any other mechanism; without them the mechanism is fully
+  known (teaching, and checking inference against known mechanisms).
+* :class:`Categorical` and :class:`Bernoulli` -- discrete nodes written as Gumbel-max
+  structural equations ``x = argmax_k(logits_k(pa) + g_k)``, ``g_k ~ Gumbel(0, 1)``
+  (Oberst and Sontag, 2019). Their logits are hand-written or a small learned network of the
+  parents. Abduction samples the noise from its exact posterior given the observed category
+  (:class:`GumbelMaxPosterior`, the top-down construction), so counterfactuals on discrete
+  nodes are distributions, and continuous children of discrete parents keep exact abduction.
+
+Inside the Pyro program every such node is a
+:class:`pyro.distributions.TransformedDistribution` of its noise, so
+:class:`pyro.infer.reparam.TransformReparam` exposes the noise as ``"<node>_base"`` exactly
+as for flow mechanisms, and every query (``do``, counterfactuals, posterior queries) works
+unchanged. These mechanisms take and return values in original units, with parents passed
+by name.
+
+Example:
+    >>> import torch
+    >>> import pyrocausal as pc
+    >>> scm = pc.SCM(
+    ...     {"x1": [], "x2": [], "x3": ["x1", "x2"]},
+    ...     mechanisms={
+    ...         "x1": pc.HandWritten(lambda pa, u: u, lambda pa, x: x),
+    ...         "x2": pc.HandWritten(lambda pa, u: u, lambda pa, x: x),
+    ...         "x3": pc.HandWritten(
+    ...             lambda pa, u: pa["x1"] + pa["x2"] + pa["x1"] * pa["x2"] + 0.3 * u,
+    ...             lambda pa, x: (x - pa["x1"] - pa["x2"] - pa["x1"] * pa["x2"]) / 0.3,
+    ...         ),
+    ...     },
+    ... )
+    >>> import pandas as pd
+    >>> cf = scm.counterfactual(pd.DataFrame({"x1": [1.0], "x2": [2.0], "x3": [5.3]}), {"x1": 0.0})
+    >>> round(float(cf["x3"].iloc[0]), 4)      # noise 0.3 * u = 0.3 is kept: 0 + 2 + 0 + 0.3
+    2.3
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ArgmaxTransform",
+    "Bernoulli",
+    "Categorical",
+    "CustomMechanism",
+    "CustomStack",
+    "GumbelMax",
+    "GumbelMaxPosterior",
+    "HandWritten",
+    "MechanismTransform",
+]
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import pyro.distributions as dist
+import torch
+from pyro.distributions import constraints
+from torch import Size, Tensor, nn
+from torch.distributions import Distribution, Transform
+from torch.distributions.transforms import ReshapeTransform
+
+from pyrocausal.mechanisms import MECHANISMS, Mechanism
+
+Parents = Mapping[str, Tensor]
+
+
+# ---------------------------------------------------------------- specifications
+@dataclass(frozen=True)
+class CustomMechanism(Mechanism):
+    """Base of mechanisms that work in original units and are not flows.
+
+    The SCM asks their stack for the node's Pyro distribution given the parents' values by
+    name (:meth:`CustomStack.distribution`) and for the posterior of the noise given an
+    observed value (:meth:`CustomStack.abduction`).
+    """
+
+    name: ClassVar[str] = "custom"
+    #: Tells :class:`~pyrocausal.models.SCM` that values are in original units, not standardized.
+    raw_units: ClassVar[bool] = True
+    #: Whether the node takes values in ``{0, ..., K - 1}``.
+    discrete: ClassVar[bool] = False
+    hidden_features: tuple[int, ...] = field(default=(), kw_only=True)
+
+    def shapes(self) -> list[Size]:
+        return []
+
+    def build(self, parents: Sequence[Sequence[int]], num_features: int) -> CustomStack:
+        return CustomStack(self, parents)
+
+    # per-slot pieces, overridden by the subclasses
+    def make_slot(self, num_parents: int) -> nn.Module:
+        """The learnable parameters of one node (an empty module when there are none)."""
+        return nn.Module()
+
+    def distribution(self, slot: nn.Module, parents: Parents, batch_shape: Size) -> Distribution:
+        raise NotImplementedError
+
+    def abduction(self, slot: nn.Module, parents: Parents, value: Tensor) -> Distribution:
+        raise NotImplementedError
+
+
+def _freeze(params: Mapping[str, float] | Sequence[tuple[str, float]]) -> tuple:
+    items = params.items() if isinstance(params, Mapping) else params
+    return tuple((str(k), float(v)) for k, v in items)
+
+
+def _theta(slot: nn.Module) -> dict[str, Tensor] | None:
+    values = getattr(slot, "theta", None)
+    return dict(values.items()) if values is not None else None
+
+
+@dataclass(frozen=True)
+class HandWritten(CustomMechanism):
+    r"""A mechanism written by hand: ``x = forward(pa, u)``, ``u ~ noise``.
+
+    Give either an explicit pair ``forward(pa, u) -> x`` and ``inverse(pa, x) -> u``
+    (strictly monotonic in ``u``), or ``transform(pa) -> Transform``: a
+    :mod:`torch.distributions` transform that maps the noise to the value. ``pa`` maps each
+    parent's name to its values (original units); with ``params`` every callable takes a third
+    argument, the mapping of parameter name to its current (learnable) value.
+
+    The log-density's Jacobian comes from the transform, or by automatic differentiation of
+    ``forward`` in ``u``.
+
+    Arguments:
+        forward: ``forward(pa, u[, theta]) -> x``, elementwise in ``u``.
+        inverse: ``inverse(pa, x[, theta]) -> u``.
+        transform: ``transform(pa[, theta]) -> torch.distributions.Transform`` (noise -> value);
+            an alternative to ``forward`` / ``inverse``.
+        noise: Distribution of the scalar noise ``u``, e.g. ``dist.Normal(0., 1.)``,
+            ``dist.Uniform(0., 1.)``, ``dist.Logistic``... Default: standard normal.
+        params: Initial values of free parameters ``{name: value}``, fitted by ``SCM.fit``.
+
+    Example:
+        >>> import torch
+        >>> from torch.distributions import AffineTransform
+        >>> spec = HandWritten(transform=lambda pa: AffineTransform(2.0 * pa["a"], 0.5))
+        >>> stack = spec.build([[0]], num_features=2)
+        >>> d = stack.distribution(0, {"a": torch.tensor([1.0, -1.0])}, torch.Size([2]))
+        >>> d.log_prob(torch.tensor([2.0, -2.0]))          # N(2a, 0.5^2) at its mean
+        tensor([-0.2258, -0.2258])
+    """
+
+    name: ClassVar[str] = "handwritten"
+    forward: Callable[..., Tensor] | None = None
+    inverse: Callable[..., Tensor] | None = None
+    transform: Callable[..., Transform] | None = None
+    noise: Distribution | None = None
+    params: tuple[tuple[str, float], ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "params", _freeze(self.params))
+        if self.transform is None and (self.forward is None or self.inverse is None):
+            raise ValueError("HandWritten needs forward and inverse, or transform")
+        if self.transform is not None and (self.forward is not None or self.inverse is not None):
+            raise ValueError("give HandWritten either forward / inverse or transform, not both")
+        if self.noise is not None:
+            if self.noise.batch_shape or self.noise.event_shape:
+                raise ValueError(
+                    "the noise of a hand-written mechanism is one scalar distribution, got "
+                    f"batch shape {tuple(self.noise.batch_shape)} and event shape "
+                    f"{tuple(self.noise.event_shape)}"
+                )
+
+    def to_config(self) -> dict[str, Any]:
+        raise TypeError(
+            "a hand-written mechanism is Python code and cannot be written to a file; "
+            "rebuild the SCM in code and restore its weights with load_state_dict"
+        )
+
+    def make_slot(self, num_parents: int) -> nn.Module:
+        slot = nn.Module()
+        if self.params:
+            slot.theta = nn.ParameterDict(
+                {k: nn.Parameter(torch.tensor(v)) for k, v in self.params}
+            )
+        return slot
+
+    def _noise(self, like: Tensor) -> Distribution:
+        if self.noise is None:
+            zero = like.new_zeros(())
+            return dist.Normal(zero, zero + 1.0)
+        return self.noise
+
+    def mechanism_transform(self, slot: nn.Module, parents: Parents) -> MechanismTransform:
+        """The transform noise -> value (event shape ``(1,)``) given the parents."""
+        theta = _theta(slot)
+        extra = () if theta is None else (theta,)
+        noise = self.noise
+        if self.transform is not None:
+            t = self.transform(parents, *extra)
+            return MechanismTransform(t, t.inv, t.log_abs_det_jacobian, noise)
+        fwd, inv = self.forward, self.inverse
+        return MechanismTransform(
+            lambda u: fwd(parents, u, *extra), lambda x: inv(parents, x, *extra), None, noise
+        )
+
+    def distribution(self, slot: nn.Module, parents: Parents, batch_shape: Size) -> Distribution:
+        shapes = [batch_shape, *(p.shape for p in parents.values())]
+        batch = torch.broadcast_shapes(*shapes)
+        like = next(iter(slot.parameters()), None)
+        like = like if like is not None else _like(parents)
+        noise = self._noise(like).expand(batch + (1,))
+        base = dist.Independent(noise, 1)
+        return dist.TransformedDistribution(
+            base,
+            [self.mechanism_transform(slot, parents), ReshapeTransform(Size([1]), Size([]))],
+        )
+
+    def abduction(self, slot: nn.Module, parents: Parents, value: Tensor) -> Distribution:
+        t = self.mechanism_transform(slot, parents)
+        return dist.Delta(t.inv(value.unsqueeze(-1)), event_dim=1)
+
+
+def _like(parents: Parents) -> Tensor:
+    for value in parents.values():
+        if torch.is_floating_point(value):
+            return value
+    return torch.zeros(())
+
+
+@dataclass(frozen=True)
+class Categorical(CustomMechanism):
+    r"""A categorical node as a Gumbel-max structural equation.
+
+    ``x = argmax_k (logits_k(pa) + g_k)`` with ``g_k ~ Gumbel(0, 1)`` i.i.d., so that
+    ``P(x = k | pa) = softmax(logits(pa))_k``. Counterfactuals replay the Gumbel noise, whose
+    posterior given an observed category is sampled exactly (Oberst and Sontag, 2019).
+
+    Arguments:
+        num_categories: Number of categories ``K`` (values ``0, ..., K - 1``).
+        logits: Hand-written ``logits(pa[, theta]) -> Tensor (..., K)``; ``None`` learns a
+            network of the parents (original units) instead.
+        params: Initial values of free parameters of a hand-written ``logits``.
+        hidden_features: Hidden layers of the learned network (``()``: multinomial logistic
+            regression on the parents).
+
+    Example:
+        >>> import torch
+        >>> def logits(pa):
+        ...     return torch.stack([pa["a"], 0 * pa["a"], -pa["a"]], -1)
+        >>> spec = Categorical(3, logits=logits)
+        >>> stack = spec.build([[0]], num_features=2)
+        >>> d = stack.distribution(0, {"a": torch.tensor([0.0])}, torch.Size([1]))
+        >>> d.log_prob(torch.tensor([2.0])).exp()         # uniform when a = 0
+        tensor([0.3333])
+    """
+
+    name: ClassVar[str] = "categorical"
+    discrete: ClassVar[bool] = True
+    num_categories: int = 2
+    logits: Callable[..., Tensor] | None = None
+    params: tuple[tuple[str, float], ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "params", _freeze(self.params))
+        object.__setattr__(self, "hidden_features", tuple(self.hidden_features))
+        if int(self.num_categories) < 2:
+            raise ValueError(
+                f"a categorical node needs at least 2 categories, got {self.num_categories}"
+            )
+        if self.params and self.logits is None:
+            raise ValueError("params go with a hand-written logits function")
+
+    def to_config(self) -> dict[str, Any]:
+        if self.logits is not None:
+            raise TypeError(
+                "a hand-written logits function is Python code and cannot be written to a "
+                "file; rebuild the SCM in code and restore its weights with load_state_dict"
+            )
+        return {
+            "type": self.name,
+            "num_categories": self.num_categories,
+            "hidden_features": list(self.hidden_features),
+        }
+
+    def make_slot(self, num_parents: int) -> nn.Module:
+        slot = nn.Module()
+        if self.logits is not None:
+            if self.params:
+                slot.theta = nn.ParameterDict(
+                    {k: nn.Parameter(torch.tensor(v)) for k, v in self.params}
+                )
+            return slot
+        widths = [num_parents, *self.hidden_features, self._outputs()]
+        layers: list[nn.Module] = []
+        for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+            layers.append(nn.Linear(a, b))
+            if i < len(widths) - 2:
+                layers.append(nn.ReLU())
+        nn.init.zeros_(layers[-1].weight)  # start from uniform (or 1/2) probabilities
+        nn.init.zeros_(layers[-1].bias)
+        slot.net = nn.Sequential(*layers)
+        return slot
+
+    def _outputs(self) -> int:
+        return int(self.num_categories)
+
+    def _raw_logits(self, slot: nn.Module, parents: Parents) -> Tensor:
+        if self.logits is not None:
+            theta = _theta(slot)
+            return self.logits(parents, *(() if theta is None else (theta,)))
+        weight = slot.net[0].weight
+        if parents:
+            values = torch.broadcast_tensors(*parents.values())
+            h = torch.stack([v.to(weight.dtype) for v in values], dim=-1)
+        else:
+            h = weight.new_zeros(1, 0)
+        out = slot.net(h)
+        return out if parents else out.squeeze(0)
+
+    def category_logits(self, slot: nn.Module, parents: Parents) -> Tensor:
+        """Logits of the ``K`` categories, shape ``(..., K)``."""
+        return self._raw_logits(slot, parents)
+
+    def distribution(self, slot: nn.Module, parents: Parents, batch_shape: Size) -> Distribution:
+        logits = self.category_logits(slot, parents)
+        batch = torch.broadcast_shapes(batch_shape, logits.shape[:-1])
+        return GumbelMax(logits.expand(batch + logits.shape[-1:]))
+
+    def abduction(self, slot: nn.Module, parents: Parents, value: Tensor) -> Distribution:
+        logits = self.category_logits(slot, parents)
+        batch = torch.broadcast_shapes(value.shape, logits.shape[:-1])
+        return GumbelMaxPosterior(logits.expand(batch + logits.shape[-1:]), value.expand(batch))
+
+
+@dataclass(frozen=True)
+class Bernoulli(Categorical):
+    r"""A binary node ``x in {0, 1}`` as a Gumbel-max structural equation.
+
+    ``P(x = 1 | pa) = sigmoid(logit(pa))``; written as a two-category
+    :class:`Categorical` with logits ``(0, logit)``.
+
+    Arguments:
+        logits: Hand-written ``logit(pa[, theta]) -> Tensor (...)``, the log-odds of ``x = 1``;
+            ``None`` learns a network of the parents (logistic regression by default).
+        params: Initial values of free parameters of a hand-written ``logits``.
+        hidden_features: Hidden layers of the learned network.
+
+    Example:
+        >>> import torch
+        >>> stack = Bernoulli(logits=lambda pa: 2.0 * pa["a"]).build([[0]], num_features=2)
+        >>> d = stack.distribution(0, {"a": torch.tensor([0.5])}, torch.Size([1]))
+        >>> d.log_prob(torch.tensor([1.0])).exp()         # sigmoid(1)
+        tensor([0.7311])
+    """
+
+    name: ClassVar[str] = "bernoulli"
+    num_categories: int = 2
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.num_categories != 2:
+            raise ValueError("a Bernoulli node has 2 categories; use Categorical for more")
+
+    def to_config(self) -> dict[str, Any]:
+        config = super().to_config()
+        config.pop("num_categories")
+        return config
+
+    def _outputs(self) -> int:
+        return 1
+
+    def category_logits(self, slot: nn.Module, parents: Parents) -> Tensor:
+        logit = self._raw_logits(slot, parents)
+        if self.logits is None:
+            logit = logit.squeeze(-1)
+        logit = torch.as_tensor(logit)
+        return torch.stack([torch.zeros_like(logit), logit], dim=-1)
+
+
+# ---------------------------------------------------------------- the stack
+class CustomStack(nn.Module):
+    """The nodes that share one :class:`CustomMechanism`, each with its own parameters.
+
+    It offers what :class:`~pyrocausal.models.SCM` needs from a mechanism that works in
+    original units: :meth:`distribution` (the node's Pyro distribution given its parents by
+    name) and :meth:`abduction` (the posterior of its noise given its value).
+
+    Arguments:
+        spec: The mechanism specification.
+        parents: For each node, the column indices of its parents.
+    """
+
+    raw_units: ClassVar[bool] = True
+
+    def __init__(self, spec: CustomMechanism, parents: Sequence[Sequence[int]]) -> None:
+        super().__init__()
+        self.spec = spec
+        self.parents = [list(p) for p in parents]
+        self.slots = nn.ModuleList(spec.make_slot(len(p)) for p in self.parents)
+
+    @property
+    def discrete(self) -> bool:
+        """Whether the nodes of this stack are discrete."""
+        return self.spec.discrete
+
+    def __len__(self) -> int:
+        return len(self.parents)
+
+    def initialize(
+        self,
+        x: Tensor,
+        columns: Tensor,
+        names: Sequence[str] | None = None,
+        max_rows: int = 20_000,
+    ) -> None:
+        """Start free parameters at each node's own maximum likelihood (L-BFGS).
+
+        In a fully observed fit each mechanism's likelihood is a separate term, so this is
+        the node's fit, done in a few dozen quasi-Newton steps instead of many Adam epochs
+        (the joint fit then only polishes it). Mechanisms without free parameters are left
+        as they are.
+
+        Arguments:
+            x: Rows in original units, all columns, shape ``(n, D)``.
+            columns: Column of each stacked node in ``x``.
+            names: Name of every column (parents are passed to hand-written code by name).
+            max_rows: Rows used at most.
+        """
+        rows = x[:max_rows]
+        names = list(names) if names is not None else [str(i) for i in range(x.shape[-1])]
+        for slot, pa, col in zip(self.slots, self.parents, columns.tolist()):
+            params = [p for p in slot.parameters() if p.requires_grad]
+            if not params:
+                continue
+            value = rows[:, col]
+            if self.spec.discrete:
+                k = int(self.spec.num_categories)
+                if bool(((value < 0) | (value > k - 1) | (value != value.round())).any()):
+                    raise ValueError(
+                        f"a {self.spec.name} node takes the values 0, ..., {k - 1}; its column "
+                        f"{names[col]!r} holds {sorted(set(value.tolist()))[:6]}"
+                    )
+                value = value.round()
+            parents = {names[i]: rows[:, i] for i in pa}
+            optimizer = torch.optim.LBFGS(params, max_iter=100, line_search_fn="strong_wolfe")
+
+            def closure(
+                slot: nn.Module = slot,
+                parents: Parents = parents,
+                value: Tensor = value,
+                optimizer: Any = optimizer,
+            ) -> Tensor:
+                optimizer.zero_grad()
+                d = self.spec.distribution(slot, parents, value.shape)
+                loss = -d.log_prob(value).mean()
+                loss.backward()
+                return loss
+
+            start = {k: v.detach().clone() for k, v in slot.state_dict().items()}
+            with torch.enable_grad():
+                try:
+                    optimizer.step(closure)
+                    ok = all(bool(torch.isfinite(p).all()) for p in params)
+                except (RuntimeError, ValueError):
+                    ok = False
+            if not ok:  # keep the given start; the joint fit takes it from there
+                slot.load_state_dict(start)
+
+    def log_prob_all(self, x: Tensor, columns: Tensor) -> Tensor:
+        raise NotImplementedError(
+            "mechanisms in original units are evaluated through SCM.distribution, not on "
+            "standardized rows"
+        )
+
+    @torch.no_grad()
+    def copy_slot(self, source: CustomStack, src: int, dst: int) -> None:
+        """Copy the parameters of node ``src`` of ``source`` into node ``dst``."""
+        self.slots[dst].load_state_dict(source.slots[src].state_dict())
+
+    def distribution(self, slot: int, parents: Parents, batch_shape: Size) -> Distribution:
+        """The node's distribution given its parents' values ``{name: tensor}``."""
+        return self.spec.distribution(self.slots[slot], parents, Size(batch_shape))
+
+    def abduction(self, slot: int, parents: Parents, value: Tensor) -> Distribution:
+        """The posterior of the node's noise (event shape ``(1,)`` or ``(K,)``) given its value."""
+        return self.spec.abduction(self.slots[slot], parents, value)
+
+    def logits(self, slot: int, parents: Parents) -> Tensor:
+        """Category logits of a discrete node, shape ``(..., K)``."""
+        return self.spec.category_logits(self.slots[slot], parents)
+
+
+# ---------------------------------------------------------------- transforms and distributions
+class MechanismTransform(Transform):
+    """Noise ``(..., 1)`` -> value ``(..., 1)`` of one hand-written mechanism.
+
+    Arguments:
+        forward: Elementwise ``u -> x``.
+        inverse: Elementwise ``x -> u``.
+        log_abs_det_jacobian: ``(u, x) -> log|dx/du|`` elementwise, or ``None`` to
+            differentiate ``forward`` automatically.
+        noise: The noise distribution (for the domain's support); ``None``: the real line.
+    """
+
+    codomain = constraints.independent(constraints.real, 1)
+    bijective = True
+
+    def __init__(
+        self,
+        forward: Callable[[Tensor], Tensor],
+        inverse: Callable[[Tensor], Tensor],
+        log_abs_det_jacobian: Callable[[Tensor, Tensor], Tensor] | None = None,
+        noise: Distribution | None = None,
+    ) -> None:
+        super().__init__(cache_size=0)
+        self.forward_fn, self.inverse_fn, self.ladj_fn = forward, inverse, log_abs_det_jacobian
+        support = constraints.real if noise is None else noise.support
+        self._domain = constraints.independent(support, 1)
+
+    @property
+    def domain(self) -> constraints.Constraint:  # type: ignore[override]
+        return self._domain
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def _call(self, u: Tensor) -> Tensor:
+        return torch.as_tensor(self.forward_fn(u[..., 0])).unsqueeze(-1)
+
+    def _inverse(self, x: Tensor) -> Tensor:
+        return torch.as_tensor(self.inverse_fn(x[..., 0])).unsqueeze(-1)
+
+    def log_abs_det_jacobian(self, u: Tensor, x: Tensor) -> Tensor:
+        if self.ladj_fn is not None:
+            ladj = torch.as_tensor(self.ladj_fn(u[..., 0], x[..., 0]))
+            return ladj.expand(torch.broadcast_shapes(ladj.shape, u.shape[:-1]))
+        grad_enabled = torch.is_grad_enabled()
+        with torch.enable_grad():
+            v = u[..., 0]
+            if not v.requires_grad:
+                v = v.detach().requires_grad_(True)
+            y = torch.as_tensor(self.forward_fn(v))
+            (dy,) = torch.autograd.grad(y.sum(), v, create_graph=grad_enabled)
+        ladj = dy.abs().log()
+        return ladj if grad_enabled else ladj.detach()
+
+
+class ArgmaxTransform(Transform):
+    """Gumbel noise ``g (..., K)`` -> category ``argmax_k(logits_k + g_k)`` (as a float).
+
+    Not invertible: the posterior of ``g`` given the category is
+    :class:`GumbelMaxPosterior`.
+    """
+
+    domain = constraints.independent(constraints.real, 1)
+    bijective = False
+
+    def __init__(self, logits: Tensor) -> None:
+        super().__init__(cache_size=0)
+        self.logits = logits
+
+    @property
+    def codomain(self) -> constraints.Constraint:  # type: ignore[override]
+        return constraints.integer_interval(0, self.logits.shape[-1] - 1)
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def forward_shape(self, shape: Size) -> Size:
+        return Size(shape[:-1])
+
+    def inverse_shape(self, shape: Size) -> Size:
+        return Size(shape) + self.logits.shape[-1:]
+
+    def _call(self, g: Tensor) -> Tensor:
+        return (self.logits + g).argmax(-1).to(self.logits.dtype)
+
+    def _inverse(self, x: Tensor) -> Tensor:
+        raise NotImplementedError(
+            "a category does not determine its Gumbel noise; sample GumbelMaxPosterior"
+        )
+
+
+class GumbelMax(dist.TransformedDistribution):
+    r"""``Categorical(logits)`` written as ``argmax(logits + g)``, ``g ~ Gumbel(0, 1)^K``.
+
+    Its values are floats ``0., 1., ...`` (they enter the children's mechanisms as numbers).
+    It supports enumeration, so Pyro can sum a hidden discrete node out exactly.
+
+    Example:
+        >>> import torch
+        >>> d = GumbelMax(torch.tensor([[0.0, 1.0], [2.0, 0.0]]))
+        >>> d.batch_shape, d.event_shape
+        (torch.Size([2]), torch.Size([]))
+        >>> d.log_prob(torch.tensor([1.0, 0.0])).exp()
+        tensor([0.7311, 0.8808])
+    """
+
+    arg_constraints = {"logits": constraints.real_vector}
+    has_enumerate_support = True
+
+    def __init__(self, logits: Tensor, validate_args: bool | None = None) -> None:
+        self.logits = logits
+        zero = logits.new_zeros(())
+        base = dist.Gumbel(zero, zero + 1.0).expand(logits.shape).to_event(1)
+        super().__init__(base, [ArgmaxTransform(logits)], validate_args=validate_args)
+
+    @constraints.dependent_property(is_discrete=True, event_dim=0)
+    def support(self) -> constraints.Constraint:
+        return constraints.integer_interval(0, self.logits.shape[-1] - 1)
+
+    @property
+    def probs(self) -> Tensor:
+        return self.logits.softmax(-1)
+
+    def expand(self, batch_shape: Sequence[int], _instance: object = None) -> GumbelMax:
+        batch_shape = Size(batch_shape)
+        return GumbelMax(self.logits.expand(batch_shape + self.logits.shape[-1:]))
+
+    def sample(self, sample_shape: Size = Size()) -> Tensor:  # noqa: B008
+        with torch.no_grad():
+            g = self.base_dist.sample(sample_shape)
+            return self.transforms[0](g)
+
+    def rsample(self, sample_shape: Size = Size()) -> Tensor:  # noqa: B008
+        return self.sample(sample_shape)
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        if self._validate_args:
+            self._validate_sample(value)
+        index = value.round().long().unsqueeze(-1)
+        log_pmf = self.logits.log_softmax(-1)
+        index, log_pmf = torch.broadcast_tensors(index, log_pmf)
+        return log_pmf.gather(-1, index[..., :1]).squeeze(-1)
+
+    def enumerate_support(self, expand: bool = True) -> Tensor:
+        k = self.logits.shape[-1]
+        values = torch.arange(k, dtype=self.logits.dtype, device=self.logits.device)
+        values = values.view((-1,) + (1,) * len(self.batch_shape))
+        return values.expand((-1, *self.batch_shape)) if expand else values
+
+    @property
+    def mean(self) -> Tensor:
+        k = self.logits.shape[-1]
+        return (self.probs * torch.arange(k, dtype=self.logits.dtype)).sum(-1)
+
+
+class GumbelMaxPosterior(dist.TorchDistribution):
+    r"""The posterior of the Gumbel noise ``g`` of a Gumbel-max node given its category.
+
+    Given ``argmax_k(logits_k + g_k) = x``, the maximum ``M`` of the perturbed logits is
+    ``Gumbel(logsumexp(logits))`` independently of ``x``; the winner has ``g_x = M - logits_x``
+    and every other ``logits_k + g_k`` is a ``Gumbel(logits_k)`` truncated below ``M``
+    (Oberst and Sontag, 2019; Maddison et al., 2014). Event shape ``(K,)``.
+
+    Arguments:
+        logits: Category logits, shape ``(..., K)``.
+        value: Observed category, shape ``(...)`` (float or integer).
+
+    Example:
+        >>> import torch
+        >>> post = GumbelMaxPosterior(torch.tensor([0.0, 1.0, -1.0]), torch.tensor(2.0))
+        >>> g = post.sample((1000,))
+        >>> bool(((torch.tensor([0.0, 1.0, -1.0]) + g).argmax(-1) == 2).all())
+        True
+    """
+
+    arg_constraints = {"logits": constraints.real_vector}
+    support = constraints.independent(constraints.real, 1)
+
+    def __init__(self, logits: Tensor, value: Tensor, validate_args: bool | None = None) -> None:
+        batch = torch.broadcast_shapes(logits.shape[:-1], value.shape)
+        self.logits = logits.expand(batch + logits.shape[-1:])
+        self.category = value.expand(batch).round().long()
+        super().__init__(batch, logits.shape[-1:], validate_args=validate_args)
+
+    def expand(self, batch_shape: Sequence[int], _instance: object = None) -> GumbelMaxPosterior:
+        batch_shape = Size(batch_shape)
+        return GumbelMaxPosterior(
+            self.logits.expand(batch_shape + self.logits.shape[-1:]),
+            self.category.expand(batch_shape),
+        )
+
+    def sample(self, sample_shape: Size = Size()) -> Tensor:  # noqa: B008
+        with torch.no_grad():
+            shape = Size(sample_shape) + self.logits.shape
+            k = self.logits.shape[-1]
+            tiny = torch.finfo(self.logits.dtype).tiny
+            uniform = torch.rand(
+                shape[:-1] + (k + 1,), dtype=self.logits.dtype, device=self.logits.device
+            )
+            gumbel = -torch.log(-torch.log(uniform.clamp(tiny, 1.0 - 1e-7)))
+            top = self.logits.logsumexp(-1, keepdim=True) + gumbel[..., k:]  # max ~ Gumbel(lse)
+            perturbed = self.logits + gumbel[..., :k]  # Gumbel(logits_k), truncated below ``top``:
+            truncated = -torch.logaddexp(-top, -perturbed)
+            one_hot = nn.functional.one_hot(self.category, self.logits.shape[-1]).bool()
+            winner = torch.where(one_hot, top.expand_as(truncated), truncated)
+            return winner - self.logits
+
+    def log_prob(self, g: Tensor) -> Tensor:
+        # prior density of g restricted to {argmax = category}, divided by P(category).
+        prior = (-g - torch.exp(-g)).sum(-1)
+        log_pmf = self.logits.log_softmax(-1)
+        index = self.category.unsqueeze(-1)
+        log_p = log_pmf.gather(-1, index).squeeze(-1)
+        ok = (self.logits + g).argmax(-1) == self.category
+        return torch.where(ok, prior - log_p, torch.full_like(prior, -math.inf))
+
+
+MECHANISMS.update({m.name: m for m in (Categorical, Bernoulli)})

@@ -1,0 +1,306 @@
+"""One result object for interventional and counterfactual answers given as draws.
+
+:class:`CausalQueryResult` holds the draws of a posterior query as pandas frames indexed by
+``(row, draw)``, turns them into ArviZ :class:`~arviz.InferenceData` (groups ``factual``,
+``counterfactual``, ``interventional`` with a ``row`` coordinate), summarizes them (mean, sd
+and highest-density interval per variable and row) and plots them.
+"""
+
+from __future__ import annotations
+
+__all__ = ["CausalQueryResult"]
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+Kind = Literal["counterfactual", "interventional"]
+
+
+class CausalQueryResult:
+    r"""Draws that answer an interventional or counterfactual query.
+
+    Made by ``scm.counterfactual(evidence, intervention, num_samples=...)`` and
+    ``scm.do(intervention).query(num_samples=...)``.
+
+    Attributes:
+        kind: ``"counterfactual"`` or ``"interventional"``.
+        samples: The answer: a DataFrame with one column per variable and a
+            ``(row, draw)`` MultiIndex (``row`` is the evidence's index; an interventional
+            query has the single row ``0``).
+        factual: Draws of the factual world in the same layout: the posterior of every
+            variable given the row's evidence (observed entries are constant); for an
+            interventional query, draws of the observational distribution.
+        interventional: For a counterfactual query, the evidence-ignoring answer: draws of
+            the intervened model per row (the scale against which the evidence's effect shows).
+        evidence: The factual rows as given (NaN where not observed).
+        intervention: The intervention.
+        diagnostics: Per-row diagnostics of the inference (e.g. ``ess``, the effective sample
+            size of the importance weights, and which variables were hidden).
+        discrete: The discrete variables.
+        info: Method, run time and fit statistics.
+
+    Example:
+        >>> import pandas as pd
+        >>> index = pd.MultiIndex.from_product([[0, 1], range(4)], names=["row", "draw"])
+        >>> draws = pd.DataFrame({"y": [1.0, 2.0, 3.0, 4.0, 0.0, 0.0, 0.0, 0.0]}, index=index)
+        >>> result = CausalQueryResult("interventional", draws)
+        >>> result.summary(hdi_prob=0.5)[["mean", "sd"]].round(3)
+                  mean     sd
+        variable row
+        y        0    2.5  1.118
+                 1    0.0  0.000
+        >>> result.to_inference_data().interventional["y"].dims
+        ('chain', 'draw', 'row')
+    """
+
+    def __init__(
+        self,
+        kind: Kind,
+        samples: pd.DataFrame,
+        *,
+        factual: pd.DataFrame | None = None,
+        interventional: pd.DataFrame | None = None,
+        evidence: pd.DataFrame | None = None,
+        intervention: Mapping[str, Any] | None = None,
+        diagnostics: pd.DataFrame | None = None,
+        discrete: Sequence[str] = (),
+        info: Mapping[str, Any] | None = None,
+    ) -> None:
+        if kind not in ("counterfactual", "interventional"):
+            raise ValueError(f"kind must be 'counterfactual' or 'interventional', got {kind!r}")
+        if not isinstance(samples.index, pd.MultiIndex) or samples.index.nlevels != 2:
+            raise ValueError("samples need a (row, draw) MultiIndex")
+        self.kind = kind
+        self.samples = samples.rename_axis(["row", "draw"])
+        self.factual = None if factual is None else factual.rename_axis(["row", "draw"])
+        self.interventional = (
+            None if interventional is None else interventional.rename_axis(["row", "draw"])
+        )
+        self.evidence = evidence
+        self.intervention = dict(intervention or {})
+        self.diagnostics = diagnostics
+        self.discrete = tuple(discrete)
+        self.info = dict(info or {})
+
+    # ------------------------------------------------------------------ shape
+    @property
+    def rows(self) -> pd.Index:
+        """The row labels (the evidence's index)."""
+        return self.samples.index.get_level_values("row").unique()
+
+    @property
+    def num_draws(self) -> int:
+        """Draws per row."""
+        return len(self.samples) // max(1, len(self.rows))
+
+    @property
+    def variables(self) -> list[str]:
+        """The variables (columns of :attr:`samples`)."""
+        return list(self.samples.columns)
+
+    def groups(self) -> dict[str, pd.DataFrame]:
+        """The draws by ArviZ group name."""
+        out = {self.kind: self.samples}
+        if self.factual is not None:
+            out["factual"] = self.factual
+        if self.interventional is not None:
+            out["interventional"] = self.interventional
+        return out
+
+    def mean(self) -> pd.DataFrame:
+        """Posterior mean of every variable per row (probabilities of 1 for binary ones)."""
+        return self.samples.groupby(level="row", sort=False).mean()
+
+    def __repr__(self) -> str:
+        iv = ", ".join(f"{k}={v!r}" for k, v in self.intervention.items() if not callable(v))
+        return (
+            f"CausalQueryResult({self.kind}, do({iv}), {len(self.rows)} row(s) x "
+            f"{self.num_draws} draws, variables={self.variables})"
+        )
+
+    # ------------------------------------------------------------------ ArviZ
+    def _array(self, frame: pd.DataFrame, variable: str) -> np.ndarray:
+        wide = frame[variable].unstack("row")  # (draw, row)
+        wide = wide.reindex(columns=self.rows)
+        return wide.to_numpy(dtype=np.float64)[None]  # (chain, draw, row)
+
+    def to_inference_data(self) -> Any:
+        """ArviZ InferenceData with one group per world and a ``row`` coordinate.
+
+        Groups: ``counterfactual`` (the answer of a counterfactual query), ``factual``
+        (posterior draws of the factual world; observational draws for an interventional
+        query), ``interventional`` (the answer of an interventional query, or the
+        evidence-ignoring answer beside a counterfactual one) and ``observed_data`` (the
+        evidence, NaN where not observed). Every variable has dims ``(chain, draw, row)``.
+        """
+        import arviz as az
+        import xarray as xr
+
+        coords = {"chain": [0], "draw": np.arange(self.num_draws), "row": np.asarray(self.rows)}
+        groups = {}
+        for name, frame in self.groups().items():
+            groups[name] = xr.Dataset(
+                {v: (("chain", "draw", "row"), self._array(frame, v)) for v in frame.columns},
+                coords=coords,
+                attrs={"intervention": repr(self.intervention), "kind": self.kind},
+            )
+        if self.evidence is not None:
+            groups["observed_data"] = xr.Dataset(
+                {v: (("row",), self.evidence[v].to_numpy(np.float64)) for v in self.evidence},
+                coords={"row": np.asarray(self.evidence.index)},
+            )
+        return az.InferenceData(**groups)
+
+    def summary(
+        self,
+        hdi_prob: float = 0.9,
+        group: str | None = None,
+        variables: Sequence[str] | None = None,
+    ) -> pd.DataFrame:
+        """Mean, sd and highest-density interval per variable and row.
+
+        Arguments:
+            hdi_prob: Probability mass of the interval.
+            group: ``"counterfactual"``, ``"factual"`` or ``"interventional"`` (default:
+                the answer, :attr:`kind`).
+            variables: Variables to include (default: all).
+
+        Returns:
+            A DataFrame indexed by ``(variable, row)`` with columns ``mean``, ``sd``,
+            ``hdi_<lo>%`` and ``hdi_<hi>%``, plus ``factual`` (the observed value, NaN where
+            not observed) for counterfactual answers.
+        """
+        import arviz as az
+
+        if not 0.0 < hdi_prob < 1.0:
+            raise ValueError(f"hdi_prob must be in (0, 1), got {hdi_prob}")
+        group = group or self.kind
+        frames = self.groups()
+        if group not in frames:
+            raise ValueError(f"no group {group!r}; this result has {sorted(frames)}")
+        frame = frames[group]
+        names = list(variables) if variables is not None else list(frame.columns)
+        lo, hi = (1 - hdi_prob) / 2 * 100, (1 + hdi_prob) / 2 * 100
+        pieces = []
+        for v in names:
+            draws = self._array(frame, v)[0]  # (draw, row)
+            interval = az.hdi(draws[None], hdi_prob=hdi_prob)  # (row, 2)
+            table = pd.DataFrame(
+                {
+                    "mean": draws.mean(0),
+                    "sd": draws.std(0),
+                    f"hdi_{lo:g}%": interval[:, 0],
+                    f"hdi_{hi:g}%": interval[:, 1],
+                },
+                index=pd.Index(self.rows, name="row"),
+            )
+            if group == "counterfactual" and self.evidence is not None and v in self.evidence:
+                table["factual"] = self.evidence[v].reindex(self.rows).to_numpy(np.float64)
+            table.insert(0, "variable", v)
+            pieces.append(table.reset_index())
+        return pd.concat(pieces).set_index(["variable", "row"])
+
+    # ------------------------------------------------------------------ plots
+    def _outcome(self) -> str:
+        for v in reversed(self.variables):
+            if v not in self.intervention:
+                return v
+        return self.variables[-1]
+
+    def plot(
+        self, variable: str | None = None, rows: Sequence[Any] | None = None, max_rows: int = 6
+    ) -> np.ndarray:
+        """Plot the answer.
+
+        A counterfactual result: one panel per row with the counterfactual distribution of
+        ``variable``, the factual value (a line; dashed and from the posterior mean where it
+        was not observed) and the evidence-ignoring interventional distribution in grey. An
+        interventional result: one panel per variable, interventional against observational
+        density.
+
+        Arguments:
+            variable: The variable of a counterfactual plot (default: the last variable that
+                is not intervened on, usually the outcome).
+            rows: Rows to plot (default: the first ``max_rows``).
+            max_rows: Number of rows when ``rows`` is not given.
+
+        Returns:
+            The array of matplotlib axes.
+        """
+        import matplotlib.pyplot as plt
+
+        if self.kind == "interventional":
+            names = [v for v in self.variables if v not in self.intervention] or self.variables
+            fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 2.8), squeeze=False)
+            for ax, v in zip(axes[0], names):
+                self._density(ax, self.samples[v], v, "interventional", "C1")
+                if self.factual is not None:
+                    self._density(ax, self.factual[v], v, "observational", "0.5")
+                ax.set_title(v)
+            axes[0, 0].legend(fontsize=8)
+            fig.suptitle(f"do({self._iv_label()})")
+            fig.tight_layout()
+            return axes[0]
+        variable = variable or self._outcome()
+        chosen = list(rows) if rows is not None else list(self.rows[:max_rows])
+        cols = min(3, len(chosen))
+        nrows = -(-len(chosen) // cols)
+        fig, axes = plt.subplots(nrows, cols, figsize=(3.4 * cols, 2.6 * nrows), squeeze=False)
+        for ax, row in zip(axes.flat, chosen):
+            self._density(
+                ax, self.samples.xs(row, level="row")[variable], variable, "counterfactual", "C1"
+            )
+            if self.interventional is not None:
+                naive = self.interventional.xs(row, level="row")[variable]
+                self._density(ax, naive, variable, "ignoring evidence", "0.6")
+            seen = None
+            if self.evidence is not None and variable in self.evidence:
+                seen = self.evidence.loc[row, variable]
+            if seen is not None and np.isfinite(seen):
+                ax.axvline(seen, color="k", lw=1.5, label="factual (observed)")
+            elif self.factual is not None:
+                guess = float(self.factual.xs(row, level="row")[variable].mean())
+                ax.axvline(guess, color="k", lw=1.2, ls="--", label="factual (posterior mean)")
+            ax.set_title(f"row {row}", fontsize=9)
+        for ax in axes.flat[len(chosen) :]:
+            ax.set_visible(False)
+        axes.flat[0].legend(fontsize=7)
+        fig.suptitle(f"{variable} under do({self._iv_label()})")
+        fig.tight_layout()
+        return axes
+
+    def _iv_label(self) -> str:
+        parts = []
+        for k, v in self.intervention.items():
+            if callable(v):
+                parts.append(f"{k}=f({k})")
+            elif np.ndim(v) == 0:
+                parts.append(f"{k}={float(v):g}")
+            else:
+                parts.append(f"{k}=per row")
+        return ", ".join(parts)
+
+    def _density(self, ax: Any, draws: pd.Series, variable: str, label: str, color: str) -> None:
+        values = draws.to_numpy(np.float64)
+        if variable in self.discrete:
+            levels, counts = np.unique(values, return_counts=True)
+            width = 0.35
+            shift = -width / 2 if color == "C1" else width / 2
+            ax.bar(levels + shift, counts / counts.sum(), width=width, color=color, label=label)
+            ax.set_xticks(levels)
+            ax.set_ylabel("probability")
+        else:
+            ax.hist(
+                values,
+                bins=40,
+                density=True,
+                histtype="stepfilled",
+                alpha=0.35,
+                color=color,
+                label=label,
+            )
+            ax.set_ylabel("density")
+        ax.set_xlabel(variable)
