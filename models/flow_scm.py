@@ -4,8 +4,9 @@ from __future__ import annotations
 
 __all__ = ["SCM", "InterventionalSCM"]
 
+import contextlib
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -235,7 +236,7 @@ class SCM(nn.Module):
         per column inside the model; every answer comes back in original units.
 
         Arguments:
-            data: One numeric column per node, no missing values.
+            data: One numeric column per observed node, no missing values.
             epochs: Maximum number of passes over the data.
             batch_size: Rows per optimizer step.
             lr: Adam learning rate (annealed along a cosine when ``cosine``).
@@ -255,16 +256,10 @@ class SCM(nn.Module):
             The per-epoch :class:`~pyrocausal.inference.History`.
         """
         frame = check_frame(data, self.graph.observed)
-        if num_threads is None or resolve_device(device).type != "cpu":
+        cpu = resolve_device(device).type == "cpu"
+        with _torch_threads(num_threads if cpu else None):
             return self._fit(frame, epochs, batch_size, lr, device, progress, val_fraction,
                              patience, weight_decay, cosine, seed)  # fmt: skip
-        previous = torch.get_num_threads()
-        torch.set_num_threads(num_threads)
-        try:
-            return self._fit(frame, epochs, batch_size, lr, device, progress, val_fraction,
-                             patience, weight_decay, cosine, seed)  # fmt: skip
-        finally:
-            torch.set_num_threads(previous)
 
     def _fit(
         self,
@@ -730,6 +725,18 @@ class InterventionalSCM:
 
     def __repr__(self) -> str:
         return f"InterventionalSCM(do={self.intervention!r})"
+
+
+@contextlib.contextmanager
+def _torch_threads(num_threads: int | None) -> Iterator[None]:
+    """Run a block with ``num_threads`` torch threads (``None``: unchanged), then restore."""
+    previous = torch.get_num_threads()
+    if num_threads is not None:
+        torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 class _seeded:
