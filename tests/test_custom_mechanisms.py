@@ -216,6 +216,11 @@ def test_counterfactual_stability_of_gumbel_max():
     result = scm.counterfactual(rows, {"a": 3.0}, num_samples=40, seed=0)
     cf = result.samples["y"].unstack("draw").to_numpy()
     np.testing.assert_array_equal(cf, np.repeat(rows[["y"]].to_numpy(), 40, axis=1))
+    axes = result.plot(variable="y", max_rows=2)  # discrete variables are drawn as bars
+    assert len(axes.flat[0].patches) >= 2
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
 
 
 def test_learned_bernoulli_is_a_logistic_regression_and_saves():
