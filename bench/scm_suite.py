@@ -29,6 +29,7 @@ Protocol and metric definitions are written out in :data:`PROTOCOL` (also stored
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as _dt
 import importlib
 import inspect
@@ -58,9 +59,10 @@ PROTOCOL = {
         "Flow models (pyrocausal, causalflows) share one budget: epochs, batch size, Adam lr "
         "with cosine annealing to 1% of lr, early stopping on the validation NLL with the same "
         "patience, best epoch kept. pyrocausal receives train+val and holds out the same "
-        "number of rows itself (val_fraction = 1/9) unless SCM.fit takes val_data; "
-        "causalflows trains on train and stops on val. DoWhy-gcm fits on the train rows "
-        "(--dowhy-rows train+val adds the validation rows); its automatic assignment "
+        "number of rows itself (val_fraction = 1/9) unless SCM.fit takes val_data; its "
+        "closed-form (least-squares) nodes are refitted on all train+val rows. causalflows "
+        "trains on train and stops on val. DoWhy-gcm fits on the train+val rows too "
+        "(--dowhy-rows train keeps it to the train rows); its automatic assignment "
         "cross-validates internally."
     ),
     "units": (
@@ -178,12 +180,33 @@ class Adapter:
         return None
 
 
+def _mechanisms(variant: str | None) -> Any:
+    """``None``, a mechanism name, ``auto``, or ``name:HxW`` (hidden sizes: ``maf:32x32``,
+    ``auto:32x32`` for the default candidates with networks of that size)."""
+    if variant is None or ":" not in variant:
+        return variant
+    from pyrocausal.mechanisms import mechanism_from_config
+
+    kind, sizes = variant.split(":")
+    hidden = tuple(int(h) for h in sizes.split("x"))
+    if kind == "auto":  # the default candidates with networks of this size
+        from pyrocausal.mechanisms import Auto
+
+        return Auto(
+            candidates=tuple(
+                c if not c.hidden_features else dataclasses.replace(c, hidden_features=hidden)
+                for c in Auto().candidates
+            )
+        )
+    return mechanism_from_config({"type": kind, "hidden_features": list(hidden)})
+
+
 class PyroCausal(Adapter):
     def __init__(self, truth: Any, variant: str | None, budget: dict[str, Any], device: str):
         import pyrocausal as pc
 
         self.name = "pyrocausal" if variant is None else f"pyrocausal-{variant}"
-        self.scm = pc.SCM(truth.graph) if variant is None else pc.SCM(truth.graph, variant)
+        self.scm = pc.SCM(truth.graph, _mechanisms(variant))
         self.budget = budget
         self.device = device
 
@@ -412,7 +435,7 @@ def make_adapter(library: str, truth: Any, budget: dict[str, Any], device: str) 
     if library in ("causalflows-maf", "causalflows-nsf"):
         return CausalFlows(truth, library.removeprefix("causalflows-"), budget, device)
     if library == "dowhy-gcm":
-        return DoWhyGCM(truth, budget, budget.get("dowhy_rows", "train"))
+        return DoWhyGCM(truth, budget, budget.get("dowhy_rows", "train+val"))
     raise ValueError(f"unknown library {library!r}")
 
 
@@ -833,8 +856,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--dowhy-rows",
         choices=("train", "train+val"),
-        default="train",
-        help="rows DoWhy-gcm fits on (default: train, the rows the flows fit on)",
+        default="train+val",
+        help="rows DoWhy-gcm fits on (default: train+val, as pyrocausal's closed-form nodes)",
     )
     p.add_argument("--no-chirho", action="store_true", help="skip the ChiRho cross-check")
     p.add_argument("--device", default="cpu", help="cpu or cuda")

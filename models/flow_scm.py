@@ -88,8 +88,11 @@ class SCM(nn.Module):
             mechanisms = Auto()
         self.auto: Auto | None = mechanisms if isinstance(mechanisms, Auto) else None
         self.selection: pd.DataFrame | None = None
-        if self.auto is not None:
-            mechanisms = self.auto.candidates[-1]
+        if self.auto is not None:  # a placeholder until fit chooses: the last network
+            mechanisms = next(
+                (c for c in reversed(self.auto.candidates) if not _closed_form(c)),
+                self.auto.candidates[-1],
+            )
         self.mechanisms: dict[str, Mechanism] = _resolve_mechanisms(self.graph, mechanisms)
         self._index = {n: i for i, n in enumerate(self.graph.nodes)}
         self._parent_index = {
@@ -314,8 +317,6 @@ class SCM(nn.Module):
             progress=progress,
         )
         self._initialize(self.stacks, self._groups, train)
-        if not any(p.requires_grad for p in self.stacks.parameters()):
-            return History(best_epoch=-1)  # every mechanism is written down: nothing to fit
         if self.auto is not None:
             pilot = max(1, round(epochs * self.auto.pilot_fraction))
             if val is None:  # choose on a hold-out of the training rows all the same
@@ -324,17 +325,27 @@ class SCM(nn.Module):
             else:
                 self._select_mechanisms(train, val, epochs=pilot, **options)
             epochs -= pilot
-            if epochs == 0:
-                return History(best_epoch=-1)
-        return train_mle(
-            self.stacks,
-            self._nll(self.stacks, self._groups),
-            train,
-            val_data=val,
-            epochs=epochs,
-            description="SCM.fit",
-            **options,
-        )
+        self._freeze_closed_form(self.stacks, self._groups, z)
+        if epochs == 0 or not any(p.requires_grad for p in self.stacks.parameters()):
+            # Nothing left to fit by gradient (closed-form or written-down mechanisms).
+            nll = self._nll(self.stacks, self._groups)
+            with torch.no_grad():
+                history = History(loss=[float(nll(train))], best_epoch=0)
+                if val is not None:
+                    history.val_loss.append(float(nll(val)))
+        else:
+            history = train_mle(
+                self.stacks,
+                self._nll(self.stacks, self._groups),
+                train,
+                val_data=val,
+                epochs=epochs,
+                description="SCM.fit",
+                **options,
+            )
+        if self.auto is not None and val is not None:
+            self._challenge(train, val, z)
+        return history
 
     def _initialize(
         self, stacks: nn.ModuleList, groups: list[tuple[Mechanism, list[str]]], train: Tensor
@@ -351,6 +362,20 @@ class SCM(nn.Module):
             else:
                 stack.initialize(train, columns)
 
+    def _freeze_closed_form(
+        self, stacks: nn.ModuleList, groups: list[tuple[Mechanism, list[str]]], rows: Tensor
+    ) -> None:
+        """Fit linear-Gaussian nodes by least squares on ``rows`` and keep them out of SGD.
+
+        Least squares *is* their maximum-likelihood fit; stochastic gradient steps can only
+        move them off it (seen on the benchmark's linear SCMs). Being final, the fit uses
+        every row, validation rows included.
+        """
+        for stack, (_, nodes) in zip(stacks, groups):
+            if getattr(stack, "closed_form", False):
+                stack.initialize(rows, torch.tensor([self._index[n] for n in nodes]))
+                stack.requires_grad_(False)
+
     def _nll(
         self, stacks: nn.ModuleList, groups: list[tuple[Mechanism, list[str]]]
     ) -> Callable[[Tensor], Tensor]:
@@ -366,22 +391,28 @@ class SCM(nn.Module):
         ]
 
         def nll(batch: Tensor) -> Tensor:
-            log_prob = sum(
-                stack.log_prob_all(batch, cols).sum(0)
+            # (G, n) log densities of each stack, summed over everything at once: the loss
+            # is their total over rows and nodes divided by the rows.
+            parts = [
+                stack.log_prob_all(batch, cols).sum()
                 for stack, cols in zip(stacks, columns)
                 if not getattr(stack, "raw_units", False)
-            )
-            if raw_units:  # hand-written / discrete mechanisms work in original units
-                raw = batch * self.scale + self.loc
-                values = {n: raw[:, i] for i, n in enumerate(self.graph.nodes)}
-                for stack, nodes in raw_units:  # undo the round-off of standardization
-                    if getattr(stack, "discrete", False):
-                        values.update({n: values[n].round() for n in nodes})
-                for stack, nodes in raw_units:
-                    for k, node in enumerate(nodes):
-                        parents = {p: values[p] for p in self.graph.parents(node)}
-                        d = stack.distribution(k, parents, raw.shape[:1])
-                        log_prob = log_prob + d.log_prob(values[node])
+            ]
+            if not raw_units:
+                total = parts[0] if len(parts) == 1 else torch.stack(parts).sum()
+                return total / -batch.shape[0]
+            # Hand-written / discrete mechanisms work in original units, row by row.
+            log_prob = sum(parts) / batch.shape[0]  # a per-row mean, broadcast below
+            raw = batch * self.scale + self.loc
+            values = {n: raw[:, i] for i, n in enumerate(self.graph.nodes)}
+            for stack, nodes in raw_units:  # undo the round-off of standardization
+                if getattr(stack, "discrete", False):
+                    values.update({n: values[n].round() for n in nodes})
+            for stack, nodes in raw_units:
+                for k, node in enumerate(nodes):
+                    parents = {p: values[p] for p in self.graph.parents(node)}
+                    d = stack.distribution(k, parents, raw.shape[:1])
+                    log_prob = log_prob + d.log_prob(values[node])
             return -log_prob.mean()
 
         return nll
@@ -391,20 +422,26 @@ class SCM(nn.Module):
         assert self.auto is not None
         nodes = list(self.graph.nodes)
         parents = [self._parent_index[n] for n in nodes]
-        candidates = nn.ModuleList(
-            spec.build(parents, len(nodes)) for spec in self.auto.candidates
-        ).to(device=self.device, dtype=self.dtype)
-        groups = [(spec, nodes) for spec in self.auto.candidates]
+        late = _late_candidates(self.auto)
+        pilot = [spec for spec in self.auto.candidates if spec not in late]
+        candidates = nn.ModuleList(spec.build(parents, len(nodes)) for spec in pilot).to(
+            device=self.device, dtype=self.dtype
+        )
+        groups = [(spec, nodes) for spec in pilot]
         rows = self.auto.pilot_rows
         if rows is not None and len(train) > rows:
             generator = torch.Generator().manual_seed(int(options.get("seed") or 0))
             train = train[torch.randperm(len(train), generator=generator)[:rows].to(train.device)]
         self._initialize(candidates, groups, train)
+        self._freeze_closed_form(candidates, groups, train)
+        # The validation rows judge the candidates, so they take no part in training them
+        # (not even in picking the best epoch: that biased the choice toward the flexible
+        # candidates, a flow won a Gaussian root node by 0.001 nats).
         train_mle(
             candidates,
             self._nll(candidates, groups),
             train,
-            val_data=val,
+            val_data=None,
             epochs=epochs,
             description="SCM.fit (choosing mechanisms)",
             **options,
@@ -412,18 +449,66 @@ class SCM(nn.Module):
         columns = torch.arange(len(nodes), device=self.device)
         with torch.no_grad():
             nll = -torch.stack([c.log_prob_all(val, columns) for c in candidates])  # (C, G, n)
-        chosen = {n: self.auto.select(nll[:, i]) for i, n in enumerate(nodes)}
-        self.mechanisms = {n: self.auto.candidates[chosen[n]] for n in nodes}
+        rule = Auto(candidates=tuple(pilot), se_rule=self.auto.se_rule)
+        chosen = {n: rule.select(nll[:, i]) for i, n in enumerate(nodes)}
+        self.mechanisms = {n: pilot[chosen[n]] for n in nodes}
         self.stacks = self._build_stacks().to(device=self.device, dtype=self.dtype)
         for i, node in enumerate(nodes):
             g, k = self._slot[node]
             stack: StackedMechanism = self.stacks[g]
             stack.copy_slot(candidates[chosen[node]], i, k)
-        names = [_describe(spec) for spec in self.auto.candidates]
+        names = [_describe(spec) for spec in pilot]
         table = pd.DataFrame(nll.mean(-1).T.cpu().numpy(), index=nodes, columns=names)
         table["chosen"] = [names[chosen[n]] for n in nodes]
         table.index.name = "node"
         self.selection = table
+
+    def _challenge(self, train: Tensor, val: Tensor, rows: Tensor) -> None:
+        """Let the late closed-form candidates of :class:`Auto` challenge the trained nodes.
+
+        A closed-form candidate listed after a network (the quadratic regression) is judged
+        against each node's *fully trained* mechanism, not against a network still early in
+        its training: it replaces the node's mechanism only when its held-out NLL beats it by
+        ``se_rule`` paired standard errors. Nodes are independent factors of the likelihood,
+        so the others keep their trained weights.
+        """
+        assert self.auto is not None and self.selection is not None
+        late = _late_candidates(self.auto)
+        if not late:
+            return
+        nodes = list(self.graph.nodes)
+        columns = torch.arange(len(nodes), device=self.device)
+        with torch.no_grad():
+            current = torch.empty(len(nodes), len(val), device=self.device, dtype=self.dtype)
+            for stack, (_, group) in zip(self.stacks, self._groups):
+                idx = torch.tensor([self._index[n] for n in group], device=self.device)
+                current[idx] = -stack.log_prob_all(val, idx)
+            challengers = []
+            for spec in late:
+                stack = spec.build([self._parent_index[n] for n in nodes], len(nodes))
+                stack.to(device=self.device, dtype=self.dtype).initialize(train, columns)
+                challengers.append(-stack.log_prob_all(val, columns))
+        self.selection["trained"] = current.mean(-1).cpu().numpy()
+        mechanisms = dict(self.mechanisms)
+        for i, node in enumerate(nodes):
+            for spec, nll in zip(late, challengers):
+                rule = Auto(candidates=(mechanisms[node], spec), se_rule=self.auto.se_rule)
+                if rule.select(torch.stack([current[i], nll[i]])) == 1:
+                    mechanisms[node], current[i] = spec, nll[i]
+            name = _describe(mechanisms[node])
+            self.selection.loc[node, "chosen"] = name
+        for spec, nll in zip(late, challengers):
+            self.selection[f"{_describe(spec)} (after training)"] = nll.mean(-1).cpu().numpy()
+        if mechanisms == self.mechanisms:
+            return
+        old_stacks, old_slot = self.stacks, self._slot
+        self.mechanisms = mechanisms
+        self.stacks = self._build_stacks().to(device=self.device, dtype=self.dtype)
+        for node in nodes:
+            (g_old, k_old), (g, k) = old_slot[node], self._slot[node]
+            if not _closed_form(mechanisms[node]):
+                self.stacks[g].copy_slot(old_stacks[g_old], k_old, k)
+        self._freeze_closed_form(self.stacks, self._groups, rows)
 
     def _build_stacks(self) -> nn.ModuleList:
         # Nodes that share a mechanism specification are stacked: each keeps its own
@@ -756,9 +841,23 @@ class _seeded:
             self._fork.__exit__(*exc)
 
 
+def _closed_form(spec: Mechanism) -> bool:
+    """Whether a specification is fitted by least squares alone (no network, no free part)."""
+    return not spec.shapes() and not spec.free_shapes()
+
+
+def _late_candidates(auto: Auto) -> list[Mechanism]:
+    """Closed-form candidates listed after a network: judged after training (see _challenge)."""
+    first_network = next(
+        (i for i, c in enumerate(auto.candidates) if not _closed_form(c)), len(auto.candidates)
+    )
+    return [c for c in auto.candidates[first_network:] if _closed_form(c)]
+
+
 def _describe(spec: Mechanism) -> str:
     hidden = "x".join(map(str, spec.hidden_features))
-    return f"{spec.name}({hidden})" if hidden else spec.name
+    name = "quadratic" if getattr(spec, "degree", 1) == 2 else spec.name
+    return f"{name}({hidden})" if hidden else name
 
 
 def _num_rows(data: Mapping[str, Tensor], num_rows: int | None) -> int:

@@ -12,7 +12,15 @@ from pyrocausal.custom import Bernoulli, Categorical, HandWritten
 from pyrocausal.graph import CausalGraph, GraphError
 from pyrocausal.handlers import intervene
 from pyrocausal.inference import History, TrainingDivergedError
-from pyrocausal.mechanisms import MAF, NSF, AdditiveNoise, Auto, LinearGaussian, Mechanism
+from pyrocausal.mechanisms import (
+    MAF,
+    NSF,
+    AdditiveNoise,
+    Auto,
+    LinearGaussian,
+    LocationScale,
+    Mechanism,
+)
 from pyrocausal.models import SCM, InterventionalSCM, SCMEnsemble
 from pyrocausal.results import CausalQueryResult
 
@@ -33,6 +41,7 @@ __all__ = [
     "History",
     "InterventionalSCM",
     "LinearGaussian",
+    "LocationScale",
     "Mechanism",
     "SCMEnsemble",
     "TrainingDivergedError",
