@@ -198,6 +198,7 @@ class SCM(nn.Module):
             missing = [n for n in self.graph.nodes if not data or n not in data]
             raise ValueError(f"exact abduction needs every variable observed; missing {missing}")
         n = _num_rows(data, num_rows)
+        batched = self._batched_noise(data)
         noise: dict[str, Tensor] = {}
         with pyro.plate("rows", n, dim=-1):
             for node in self.graph.nodes:
@@ -208,10 +209,31 @@ class SCM(nn.Module):
                     posterior = self.stacks[g].abduction(k, parents, data[node])
                     noise[node] = pyro.sample(noise_site(node), posterior)
                     continue
-                flow = self.flow(node, self._context(node, data))
-                z = self._standardize(node, data[node]).unsqueeze(-1)
-                u = flow.transform(z)
+                if batched is not None:
+                    u = batched[node].unsqueeze(-1)
+                else:
+                    flow = self.flow(node, self._context(node, data))
+                    u = flow.transform(self._standardize(node, data[node]).unsqueeze(-1))
                 noise[node] = pyro.sample(noise_site(node), dist.Delta(u, event_dim=1))
+        return noise
+
+    def _batched_noise(self, data: Mapping[str, Tensor]) -> dict[str, Tensor] | None:
+        """Every flow node's noise in one pass per stack, for rows given as ``(n,)`` tensors.
+
+        The guide's fast path: the same transform as ``flow(node, parents).transform(x)``
+        node by node. ``None`` (node by node, then) when the values carry other batch shapes.
+        """
+        values = [torch.as_tensor(data[n]) for n in self.graph.nodes]
+        if any(v.dim() != 1 or v.shape != values[0].shape for v in values):
+            return None
+        x = torch.stack(values, dim=-1).to(device=self.loc.device, dtype=self.loc.dtype)
+        x = (x - self.loc) / self.scale
+        noise: dict[str, Tensor] = {}
+        for stack, (_, nodes) in zip(self.stacks, self._groups):
+            if getattr(stack, "raw_units", False):
+                continue
+            columns = torch.tensor([self._index[n] for n in nodes], device=x.device)
+            noise.update(zip(nodes, stack.noise_all(x, columns)))
         return noise
 
     # ------------------------------------------------------------------ fitting
@@ -537,18 +559,18 @@ class SCM(nn.Module):
 
     # ------------------------------------------------------------------ queries
     def _tensors(self, frame: pd.DataFrame) -> dict[str, Tensor]:
-        return {
-            c: torch.tensor(frame[c].to_numpy(), dtype=self.dtype, device=self.device)
-            for c in frame.columns
-        }
+        # One conversion of the whole matrix (pandas column by column costs more than the
+        # flows on a thousand rows), then a view per column.
+        matrix = torch.from_numpy(frame.to_numpy(dtype=np.float64, copy=True))
+        matrix = matrix.to(self.device, self.dtype)
+        return dict(zip(frame.columns, matrix.T.contiguous()))
 
     def _frame(self, values: Mapping[str, Tensor], index: pd.Index | None = None) -> pd.DataFrame:
         n = max(v.numel() for v in values.values())
-        columns = {
-            node: values[node].detach().expand(n).cpu().numpy().astype(np.float64)
-            for node in self.graph.nodes
-        }
-        return pd.DataFrame(columns, index=index)
+        matrix = torch.stack([values[node].detach().expand(n) for node in self.graph.nodes], -1)
+        return pd.DataFrame(
+            matrix.cpu().numpy().astype(np.float64), index=index, columns=list(self.graph.nodes)
+        )
 
     def _check_fitted(self) -> None:
         if not bool(self.fitted):
@@ -641,7 +663,8 @@ class SCM(nn.Module):
             )
         self._check_fitted()
         frame = check_frame(factual, self.graph.observed, what="factual", allow_nan=True)
-        hidden = list(self.graph.latent) + [c for c in frame if frame[c].isna().any()]
+        unobserved = np.isnan(frame.to_numpy()).any(axis=0)
+        hidden = list(self.graph.latent) + [c for c, u in zip(frame, unobserved) if u]
         if hidden:
             raise ValueError(
                 f"variable(s) {hidden} are not observed in every row (NaN or latent), so the "
@@ -663,9 +686,11 @@ class SCM(nn.Module):
             values = replay_counterfactual(
                 self.model, trace, iv, self.graph.nodes, num_rows=len(frame)
             )
+        # Non-descendants keep their factual values exactly (float64, no round-trip).
         out = self._frame(values, frame.index)
         keep = [n for n in self.graph.nodes if n not in changed]
-        out[keep] = frame[keep].to_numpy()
+        if keep:
+            out[keep] = frame[keep].to_numpy()
         return out
 
     def ate(

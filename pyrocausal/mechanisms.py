@@ -508,6 +508,22 @@ class StackedMechanism(nn.Module):
         Returns:
             Tensor of shape ``(G, n)``.
         """
+        z, ladj = self._call_all(x, columns)
+        return (ladj - 0.5 * z.square()).squeeze(-1) - 0.5 * math.log(2 * math.pi)
+
+    def noise_all(self, x: Tensor, columns: Tensor) -> Tensor:
+        """The noise of every stacked node for rows ``x``: each node's flow transform at once.
+
+        The same values as ``flow(slot, parents).transform(value)`` node by node, in one
+        batched pass (what the exact abduction of fully observed rows needs).
+
+        Returns:
+            Tensor of shape ``(G, n)``.
+        """
+        return self._call_all(x, columns)[0].squeeze(-1)
+
+    def _call_all(self, x: Tensor, columns: Tensor) -> tuple[Tensor, Tensor]:
+        """Noise ``(G, n, 1)`` and log-abs-det-Jacobian ``(G, n, 1)`` of every stacked node."""
         value = x.T[columns].unsqueeze(-1)  # (G, n, 1)
         inputs = self._features(x)
         h = torch.baddbmm(
@@ -523,7 +539,7 @@ class StackedMechanism(nn.Module):
             params = self._params(raw, self.free)  # free (G, 1, F) broadcasts over rows
             z, inner = self.spec.univariate(params).call_and_ladj(z)
             ladj = ladj + inner
-        return (ladj - 0.5 * z.square()).squeeze(-1) - 0.5 * math.log(2 * math.pi)
+        return z, ladj
 
     def flow(self, slot: int, context: Tensor | None) -> NormalizingFlow:
         """The mechanism of stacked node ``slot`` given its parents' standardized values.

@@ -24,10 +24,12 @@ def test_batched_density_equals_each_nodes_flow(spec):
         for p in stack.parameters():
             p.add_(0.1 * torch.randn_like(p))
         batched = stack.log_prob_all(x, torch.arange(4))
+        noise = stack.noise_all(x, torch.arange(4))
         for g, pa in enumerate(parents):
             flow = stack.flow(g, x[:, pa] if pa else None)
             single = flow.log_prob(x[:, g : g + 1])
             assert torch.allclose(batched[g], single, atol=1e-5), g
+            assert torch.allclose(noise[g], flow.transform(x[:, g : g + 1])[:, 0], atol=1e-5)
 
 
 def test_closed_form_nodes_are_least_squares_on_every_row_and_stay_there():
@@ -62,7 +64,7 @@ def test_quadratic_regression_extrapolates_an_interaction():
     assert err < 0.15  # seen: 0.074; a linear x3 gives 1.32, a MAF x3 0.94
 
 
-def test_auto_picks_the_simplest_mechanism_the_held_out_data_support():
+def test_auto_picks_the_simplest_mechanism_the_held_out_data_support(tmp_path):
     rng = np.random.default_rng(0)
     n = 3000
     x1 = rng.standard_normal(n)
@@ -83,6 +85,10 @@ def test_auto_picks_the_simplest_mechanism_the_held_out_data_support():
     cf = scm.counterfactual(data.head(200), {"x2": 2.0})
     true_x4 = 2.0 * data["x3"].head(200) + (data["x4"] - data["x2"] * data["x3"]).head(200)
     assert np.abs(cf["x4"] - true_x4).max() < 0.1
+    scm.save(tmp_path / "auto.pt")  # the chosen mechanisms round-trip
+    loaded = pc.SCM.load(tmp_path / "auto.pt")
+    assert loaded.mechanisms == scm.mechanisms
+    assert np.array_equal(loaded.counterfactual(data.head(200), {"x2": 2.0}), cf)
 
 
 def test_auto_select_rule():
