@@ -13,11 +13,14 @@ With a known DAG over ``n`` factors and a ``k``-dimensional latent block per fac
   scale ``lambda_2`` (0.1 by default, 1 in the reference code; see
   :class:`~pyrocausal.models.crl_base.CRLModel`) whose mean is an affine flow of the label
   conditioned on the parents, ``exp(s'(z_pa)) * y_i + t'(z_pa)`` (the reference form).
-  ``s'`` is squashed into ``[-max_log_scale, max_log_scale]`` so that the label term cannot
-  be scaled away, which would switch the supervision off (a change from the reference code);
+  ``s'`` is squashed into ``[-max_log_scale, max_log_scale]`` and centred over the block
+  (``exp(s')`` has unit geometric mean), so that the label term can be neither scaled away,
+  which would switch the supervision off, nor shrunk with the whole block (changes from the
+  reference code; see :class:`ICMVAE`);
 * loss ``-log p(x | z) + alpha (KL(q(eps | x) || N(0, I)) - log|det dz/deps|)
   + beta sum_i KL(N(z_i, I) || p(z_i | z_pa(i), y_i))`` with ``alpha`` annealed to 0.1 and
-  ``beta`` to 1.2 linearly over the first 94% of the epochs, starting above zero.
+  ``beta`` to 1.2 linearly, starting above zero, over the first quarter of the epochs (the
+  reference code ramps over 94 of 100 epochs; see ``warmup_fraction`` of :class:`ICMVAE`).
 
 Interventions overwrite a block inside the flow loop (through :func:`pyro.do` on the
 factor's site), so descendants are recomputed from their own abducted noise.
@@ -77,7 +80,12 @@ class _AffineLabelPrior(nn.Module):
         raw = self.raw if self.net is None else self.net(context)
         log_scale, shift = raw.split(self.features, dim=-1)
         bound = self.max_log_scale
-        return torch.exp(bound * torch.tanh(log_scale / bound)), shift
+        log_scale = bound * torch.tanh(log_scale / bound)
+        # Unit geometric mean: the block's overall scale is the label's own. Left free, the
+        # supervision KL (absolute squared error at the fixed scale lambda_2) is cheapest
+        # with every latent shrunk, and the scale sat at its lower bound (see ICMVAE).
+        log_scale = log_scale - log_scale.mean(-1, keepdim=True)
+        return torch.exp(log_scale), shift
 
 
 class ICMVAE(CRLModel):
@@ -90,13 +98,29 @@ class ICMVAE(CRLModel):
         flow_transforms: Number of autoregressive transforms per mechanism.
         hidden_features: Hidden layers of each flow's conditioner.
         prior_hidden_features: Width of the prior's ``(s', t')`` network.
-        max_log_scale: Bound on ``|s'|`` of the prior mean.
+        max_log_scale: Bound on ``|s'|`` of the prior mean, before ``s'`` is centred over
+            the block. The centring fixes the block's overall scale to the label's: with a
+            free scale the supervision KL (a squared error at the fixed scale ``lambda_2``)
+            is cheapest with every latent shrunk, and on Pendulum the scale sat at its lower
+            bound ``exp(-1)`` for the children, the latent blocks shrank to a fraction of the
+            labels' spread and the abducted noise cost next to nothing under ``N(0, I)``.
+            Measured (2,048 images, 20 epochs, lr 2e-3, seed 0, ramp over 94% of the epochs):
+            MCC 0.85 and DCI-D 0.79 without the centring, 0.96 and 0.91 with it. The
+            children's mechanisms still depend only weakly on the parents at that budget
+            (shifting the parents moves a child block by about a tenth of its spread).
         min_slope: The affine mechanisms' scales ``exp(s)`` are kept in
             ``[min_slope, 1 / min_slope]`` (Zuko's soft bound). The ``-alpha log|det|`` term
             rewards large scales without limit otherwise: the flows then amplify an ever
             smaller abducted noise, and training became unstable on Pendulum (a loss spike
             from 2,474 to 8,310 nats at epoch 14 of 20 with Zuko's default bound 1e-3).
-        warmup_fraction: Fraction of the epochs over which alpha and beta ramp up.
+        warmup_fraction: Fraction of the epochs over which alpha and beta ramp up (0.94
+            reproduces the reference code's schedule). Default 0.25: at the budgets of the
+            benchmark (20 epochs) a ramp over 94% of the run keeps the supervision at half
+            strength or less for half of it, and the decoder learns to read the factors
+            from directions that the labels do not control. Measured on Pendulum (2,048
+            images, 20 epochs, lr 2e-3, seed 0, with the centred label scale): intervened
+            root's oracle error 0.37 with 0.94 and 0.29 with 0.25 (label units), descendants'
+            0.41 and 0.36, MCC 0.96 and 0.98.
         **kwargs: See :class:`~pyrocausal.models.crl_base.CRLModel`.
     """
 
@@ -114,7 +138,7 @@ class ICMVAE(CRLModel):
         prior_hidden_features: int = 32,
         max_log_scale: float = 1.0,
         min_slope: float = 0.05,
-        warmup_fraction: float = 0.94,
+        warmup_fraction: float = 0.25,
         **kwargs: Any,
     ) -> None:
         super().__init__(graph, image_shape, **kwargs)

@@ -229,11 +229,30 @@ def test_icm_vae_flow_options_and_log_det():
         build(ICMVAE, flow="realnvp")
 
 
+def test_icm_vae_prior_scale_keeps_the_labels_unit():
+    """The label term's scale ``a`` of every prior mean has unit geometric mean, so the latent
+    blocks cannot shrink as a whole to make the supervision term cheap."""
+    model = build(ICMVAE)
+    torch.nn.init.normal_(model.priors["a"].raw, std=3.0)
+    for layer in model.priors["c"].net:
+        if isinstance(layer, torch.nn.Linear):
+            torch.nn.init.normal_(layer.weight, std=3.0)
+    z = model.encode(toy_data(16)[0])
+    for name in ("a", "c"):
+        a, _ = model._label_map(name, z)
+        assert torch.log(a).mean(-1).abs().max() < 1e-5
+        assert not torch.allclose(a, torch.ones_like(a))
+
+
 def test_icm_vae_schedules_start_above_zero():
     schedules = build(ICMVAE).default_schedules(100)
-    assert 0 < schedules["kl_weight"](0) < schedules["kl_weight"](50) < 0.1
-    assert schedules["kl_weight"](93) == pytest.approx(0.1)
+    assert 0 < schedules["kl_weight"](0) < schedules["kl_weight"](12) < 0.1
+    assert schedules["kl_weight"](24) == pytest.approx(0.1)
     assert schedules["supervision_weight"](99) == pytest.approx(1.2)
+    # The reference code's schedule: 94% of the epochs.
+    reference = build(ICMVAE, warmup_fraction=0.94).default_schedules(100)
+    assert reference["kl_weight"](50) < 0.1
+    assert reference["kl_weight"](93) == pytest.approx(0.1)
 
 
 def test_beta_vae_needs_its_read_out():
