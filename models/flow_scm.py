@@ -38,7 +38,9 @@ if TYPE_CHECKING:
     from pyrocausal.results import CausalQueryResult
 
 _FORMAT = "pyrocausal.SCM"
-_VERSION = 1
+# 2: the regression and the first network layer of a stack share one input matrix
+# (``weight_in`` / ``bias_in``); files of version 1 hold the older layout.
+_VERSION = 2
 
 MechanismArg = Mechanism | Auto | str | Mapping[str, Mechanism | str] | None
 
@@ -760,6 +762,12 @@ class SCM(nn.Module):
         blob = torch.load(Path(path), map_location="cpu", weights_only=True)
         if not isinstance(blob, dict) or blob.get("format") != _FORMAT:
             raise ValueError(f"{path} is not a saved pyrocausal SCM")
+        if blob.get("version") != _VERSION:
+            raise ValueError(
+                f"{path} was saved in SCM file format version {blob.get('version')}; this "
+                f"pyrocausal reads version {_VERSION} (the mechanisms' weights changed "
+                "layout). Fit the model again and save it with this version."
+            )
         mechanisms = {n: mechanism_from_config(c) for n, c in blob["mechanisms"].items()}
         graph = CausalGraph(blob["graph"], latent=blob.get("latent", ()))
         scm = cls(graph, mechanisms=mechanisms)

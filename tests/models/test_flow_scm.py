@@ -286,6 +286,9 @@ def test_load_rejects_other_files(tmp_path):
     torch.save({"weights": torch.zeros(1)}, tmp_path / "x.pt")
     with pytest.raises(ValueError, match="not a saved pyrocausal SCM"):
         pc.SCM.load(tmp_path / "x.pt")
+    torch.save({"format": "pyrocausal.SCM", "version": 1}, tmp_path / "old.pt")
+    with pytest.raises(ValueError, match="format version 1; this pyrocausal reads version 2"):
+        pc.SCM.load(tmp_path / "old.pt")
 
 
 def test_float64_and_device_auto(triangle):
