@@ -75,7 +75,7 @@ from torch.distributions import Distribution, biject_to
 from pyrocausal.handlers import intervene
 from pyrocausal.inference.counterfactual import noise_site, reparam_noise, replay_counterfactual
 from pyrocausal.inference.devices import resolve_device
-from pyrocausal.inference.training import History, train_mle
+from pyrocausal.inference.training import History, split_holdout, train_mle
 from pyrocausal.results import CausalQueryResult
 from pyrocausal.validation import Intervention, check_frame, check_intervention
 
@@ -878,9 +878,7 @@ def fit_latent(
         lj = log_joint(scm, obs, noise, hidden_discrete)
         return -(lj - log_q).mean()
 
-    perm = torch.randperm(len(z), generator=generator).to(dev)
-    n_val = int(round(len(z) * val_fraction)) if len(z) >= 20 else 0
-    train, val = z[perm[n_val:]], (z[perm[:n_val]] if n_val else None)
+    train, val = split_holdout(z, val_fraction, generator)
     modules = nn.ModuleList([scm.stacks, encoder])
     return train_mle(
         modules,

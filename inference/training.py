@@ -8,7 +8,7 @@ when every variable is observed (see ``PITFALLS.md``).
 
 from __future__ import annotations
 
-__all__ = ["History", "train_mle"]
+__all__ = ["History", "split_holdout", "train_mle"]
 
 import copy
 import math
@@ -64,6 +64,23 @@ class History:
         ax.set_xlabel("epoch")
         ax.set_ylabel("negative log-likelihood")
         return ax
+
+
+def split_holdout(
+    rows: Tensor, val_fraction: float, generator: torch.Generator
+) -> tuple[Tensor, Tensor | None]:
+    """Shuffle ``rows`` and hold out ``val_fraction`` of them (none below 20 rows).
+
+    Example:
+        >>> train, val = split_holdout(torch.arange(100.0)[:, None], 0.1, torch.Generator())
+        >>> train.shape, val.shape
+        (torch.Size([90, 1]), torch.Size([10, 1]))
+        >>> split_holdout(torch.zeros(10, 1), 0.1, torch.Generator())[1] is None
+        True
+    """
+    perm = torch.randperm(len(rows), generator=generator).to(rows.device)
+    n_val = int(round(len(rows) * val_fraction)) if len(rows) >= 20 else 0
+    return rows[perm[n_val:]], (rows[perm[:n_val]] if n_val else None)
 
 
 def train_mle(

@@ -22,7 +22,7 @@ from torch.distributions.transforms import AffineTransform, ReshapeTransform
 from pyrocausal.graph import CausalGraph, GraphError
 from pyrocausal.inference.counterfactual import noise_site, reparam_noise, replay_counterfactual
 from pyrocausal.inference.devices import resolve_device
-from pyrocausal.inference.training import History, train_mle
+from pyrocausal.inference.training import History, split_holdout, train_mle
 from pyrocausal.mechanisms import (
     MAF,
     Auto,
@@ -329,9 +329,7 @@ class SCM(nn.Module):
         generator = torch.Generator().manual_seed(
             seed if seed is not None else int(torch.randint(2**31, ()))
         )
-        perm = torch.randperm(len(z), generator=generator).to(dev)
-        n_val = int(round(len(z) * val_fraction)) if len(z) >= 20 else 0
-        train, val = z[perm[n_val:]], (z[perm[:n_val]] if n_val else None)
+        train, val = split_holdout(z, val_fraction, generator)
         options = dict(
             batch_size=batch_size,
             lr=lr,
@@ -341,8 +339,7 @@ class SCM(nn.Module):
             seed=seed,
             progress=progress,
         )
-        self._initialize(self.stacks, self._groups, train)
-        if self.auto is not None:
+        if self.auto is not None:  # builds, starts and pilots the stacks itself
             pilot = max(1, round(epochs * self.auto.pilot_fraction))
             if val is None:  # choose on a hold-out of the training rows all the same
                 cut = max(1, len(train) // 5)
@@ -350,6 +347,8 @@ class SCM(nn.Module):
             else:
                 self._select_mechanisms(train, val, epochs=pilot, **options)
             epochs -= pilot
+        else:
+            self._initialize(self.stacks, self._groups, train)
         self._freeze_closed_form(self.stacks, self._groups, z)
         if epochs == 0 or not any(p.requires_grad for p in self.stacks.parameters()):
             # Nothing left to fit by gradient (closed-form or written-down mechanisms).
@@ -379,9 +378,12 @@ class SCM(nn.Module):
 
         Mechanisms in original units (hand-written, discrete) get the rows in original units
         and the node names, and start at their own maximum likelihood (see CustomStack).
+        Closed-form stacks are left to :meth:`_freeze_closed_form`, which always follows.
         """
         for stack, (_, nodes) in zip(stacks, groups):
             columns = torch.tensor([self._index[n] for n in nodes])
+            if getattr(stack, "closed_form", False):
+                continue
             if getattr(stack, "raw_units", False):
                 stack.initialize(train * self.scale + self.loc, columns, names=self.graph.nodes)
             else:
