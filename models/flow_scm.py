@@ -496,8 +496,8 @@ class SCM(nn.Module):
         A closed-form candidate listed after a network (the quadratic regression) is judged
         against each node's *fully trained* mechanism, not against a network still early in
         its training: it replaces the node's mechanism only when its held-out NLL beats it by
-        ``se_rule`` paired standard errors. Nodes are independent factors of the likelihood,
-        so the others keep their trained weights.
+        ``challenge_se_rule`` paired standard errors. Nodes are independent factors of the
+        likelihood, so the others keep their trained weights.
         """
         assert self.auto is not None and self.selection is not None
         late = _late_candidates(self.auto)
@@ -519,7 +519,9 @@ class SCM(nn.Module):
         mechanisms = dict(self.mechanisms)
         for i, node in enumerate(nodes):
             for spec, nll in zip(late, challengers):
-                rule = Auto(candidates=(mechanisms[node], spec), se_rule=self.auto.se_rule)
+                rule = Auto(
+                    candidates=(mechanisms[node], spec), se_rule=self.auto.challenge_se_rule
+                )
                 if rule.select(torch.stack([current[i], nll[i]])) == 1:
                     mechanisms[node], current[i] = spec, nll[i]
             name = _describe(mechanisms[node])

@@ -100,3 +100,21 @@ def test_auto_select_rule():
     assert rule.select(torch.stack([simple - 0.05 + jitter, simple])) == 0
     with pytest.raises(ValueError, match="degree"):
         pc.LinearGaussian(degree=3)
+
+
+def test_shared_knot_spline_is_zukos_spline():
+    from zuko.transforms import MonotonicRQSTransform
+
+    from pyrocausal.mechanisms import SharedKnotRQSTransform
+
+    torch.manual_seed(0)
+    params = [torch.randn(3, 1, 8, requires_grad=True) for _ in range(2)]
+    params.append(torch.randn(3, 1, 7, requires_grad=True))
+    x = torch.randn(3, 500) * 3  # some values beyond the bound (identity there)
+    ours, theirs = SharedKnotRQSTransform(*params), MonotonicRQSTransform(*params)
+    (y, ladj), (y_ref, ladj_ref) = ours.call_and_ladj(x), theirs.call_and_ladj(x)
+    assert torch.allclose(y, y_ref) and torch.allclose(ladj, ladj_ref)
+    assert torch.allclose(ours.inv(y), x, atol=1e-4)
+    grads = torch.autograd.grad((y + ladj).sum(), params)
+    grads_ref = torch.autograd.grad((y_ref + ladj_ref).sum(), params)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(grads, grads_ref))
