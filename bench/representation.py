@@ -83,7 +83,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--oracle-size", type=int, help="override the oracle's training renders")
     parser.add_argument("--oracle-epochs", type=int, help="override the oracle's epochs")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate")
     parser.add_argument("--latent-dim", type=int, default=4)
     parser.add_argument("--networks", default="conv", help="encoder/decoder preset")
     parser.add_argument("--missing-labels", type=float, default=0.0)

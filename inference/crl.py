@@ -170,6 +170,7 @@ def train_crl(
         device=device,
         seed=seed,
         grad_clip=grad_clip,
+        keep_best=True,
         progress=progress,
     )
     out = Path(out_dir) if out_dir is not None else None
@@ -195,6 +196,7 @@ def train_crl(
         "grad_clip": grad_clip,
         "seconds_per_epoch": per_epoch,
         "final_loss": history.records[-1]["loss"] if history.records else math.nan,
+        "best_epoch": history.best_epoch,
     }
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)

@@ -92,6 +92,8 @@ class SVIHistory:
     scheduled weights and whatever the evaluation callback returned."""
 
     records: list[dict[str, float]] = field(default_factory=list)
+    #: The epoch whose weights the module was left with (``keep_best``), else ``None``.
+    best_epoch: int | None = None
 
     @property
     def loss(self) -> list[float]:
@@ -130,6 +132,12 @@ class SVITrainer:
         seed: Seeds every random generator when a fit starts from epoch 0, and the trainer's
             shuffling generator.
         grad_clip: Clip the global gradient norm to this value (``None``: no clipping).
+        keep_best: When a fit completes, leave the module with the weights of the epoch of
+            lowest mean loss among those trained at the final scheduled weights (the loss
+            is comparable across them), not of the last one. A VAE's loss can spike late
+            in training (an encoder gradient blow-up): the full Pendulum run at lr 2e-3
+            ended SCM-VAE's 20 epochs on one (epoch loss 8,029 against 1,383 two epochs
+            before), and its counterfactuals with it.
         progress: Show a progress bar.
     """
 
@@ -144,6 +152,7 @@ class SVITrainer:
         device: str | torch.device | None = "auto",
         seed: int = 0,
         grad_clip: float | None = None,
+        keep_best: bool = False,
         progress: bool = True,
     ) -> None:
         self.device = resolve_device(device)
@@ -154,6 +163,8 @@ class SVITrainer:
         self.schedules = dict(schedules or {})
         self.seed = int(seed)
         self.grad_clip = grad_clip
+        self.keep_best = keep_best
+        self._best: dict[str, Any] | None = None  # epoch, loss and weights (keep_best)
         self.progress = progress
         self.epoch = 0
         self.history = SVIHistory()
@@ -256,11 +267,24 @@ class SVITrainer:
                     self.module.train()
                 self.history.records.append(record)
                 self.epoch = epoch + 1
+                if self.keep_best and weights == self.weights(epochs - 1):
+                    if self._best is None or record["loss"] < self._best["loss"]:
+                        self._best = {
+                            "epoch": self.epoch,
+                            "loss": record["loss"],
+                            "module": _cpu_state(self.module),
+                        }
                 bar.set_postfix(loss=f"{record['loss']:.4g}")
                 bar.update(1)
                 last = self.epoch == epochs
                 if checkpoint is not None and (last or self.epoch % checkpoint_every == 0):
                     self.save(checkpoint)
+            if self.keep_best and self._best is not None and self.epoch == epochs:
+                self.history.best_epoch = int(self._best["epoch"])
+                if self._best["epoch"] != self.epoch:
+                    self.module.load_state_dict(self._best["module"])
+                    if checkpoint is not None:
+                        self.save(checkpoint)
         finally:
             bar.close()
             self.module.eval()
@@ -283,11 +307,12 @@ class SVITrainer:
             "version": _VERSION,
             "epoch": self.epoch,
             "seed": self.seed,
-            "module": {k: v.detach().cpu() for k, v in self.module.state_dict().items()},
+            "module": _cpu_state(self.module),
             "optimizer": self.optimizer.state_dict(),
             "history": [dict(r) for r in self.history.records],
             "rng": _rng_state(),
             "generator": self._generator.get_state(),
+            "best": self._best,
         }
         to_blob = getattr(self.module, "to_blob", None)
         if callable(to_blob):
@@ -308,6 +333,7 @@ class SVITrainer:
         self.history = SVIHistory([dict(r) for r in state["history"]])
         self._generator.set_state(state["generator"])
         _set_rng_state(state["rng"])
+        self._best = state.get("best")  # absent from checkpoints of earlier versions
 
     def save(self, path: str | os.PathLike) -> None:
         """Write :meth:`state_dict` to ``path`` atomically."""
@@ -321,6 +347,10 @@ class SVITrainer:
         """Restore the trainer from a checkpoint written by :meth:`save`."""
         state = torch.load(Path(path), map_location="cpu", weights_only=True)
         self.load_state_dict(state)
+
+
+def _cpu_state(module: nn.Module) -> dict[str, Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
 
 
 def _is_tensor_tuple(data: Any) -> bool:

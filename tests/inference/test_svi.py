@@ -91,6 +91,28 @@ def test_resume_continues_exactly(tmp_path):
     assert_same(full.optimizer.state_dict()["state"][0], second.optimizer.state_dict()["state"][0])
 
 
+def test_keep_best_leaves_the_weights_of_the_lowest_loss_epoch_at_final_weights(tmp_path):
+    # A huge learning rate makes the loss move up and down; warm-up epochs (other kl_weight)
+    # never count. The kept weights must be exactly those of a plain fit stopped there.
+    data = tiny_data()
+    schedules = {"kl_weight": LinearWarmup(0.1, 2)}
+    kw = dict(device="cpu", seed=2, schedules=schedules, progress=False, lr=0.2)
+    model = tiny_model(0)
+    trainer = SVITrainer(model, keep_best=True, **kw)
+    history = trainer.fit(data, epochs=6, batch_size=16, checkpoint=tmp_path / "c.pt")
+    eligible = [r for r in history.records if r["kl_weight"] == pytest.approx(0.1)]
+    best = min(eligible, key=lambda r: r["loss"])["epoch"]
+    assert history.best_epoch == best and 2 <= best < 6  # seen: epoch 4
+    plain = tiny_model(0)
+    SVITrainer(plain, **kw).fit(data, epochs=best, batch_size=16)
+    assert_same(params(plain), params(model))
+    # The checkpoint holds the kept weights too, and a resumed fit keeps the same best.
+    resumed = SVITrainer(tiny_model(7), keep_best=True, **kw)
+    resumed.fit(data, epochs=6, batch_size=16, checkpoint=tmp_path / "c.pt", resume=True)
+    assert resumed.history.best_epoch == best
+    assert_same(params(resumed.module), params(model))
+
+
 def test_checkpoint_holds_a_loadable_model(tmp_path):
     from pyrocausal.models.crl_base import CRLModel
 
