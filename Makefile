@@ -33,7 +33,7 @@ $(VENV)-bench/.installed: pyproject.toml
 	touch $@
 
 bench: $(VENV)-bench/.installed
-	$(VENV)-bench/bin/python bench/scm_suite.py --variants auto --out bench/results
+	$(VENV)-bench/bin/python bench/scm_suite.py --variants auto,maf --out bench/results
 
 bench-quick: $(VENV)-bench/.installed
 	$(VENV)-bench/bin/python bench/scm_suite.py --quick --out out/bench-quick

@@ -2,7 +2,8 @@
 
 * fit wall time of ``pc.SCM(...).fit`` against one joint ``causalflows.flows.CausalMAF`` fit
   (same standardized data, epochs, batch size, learning rate, hardware; repeated and
-  interleaved, median reported), for the default mechanisms and for ``"auto"``;
+  interleaved, median reported), for the default mechanisms (``Auto.light()``), an all-MAF
+  model (the previous default) and ``"auto"``;
 * wall time of ``scm.counterfactual`` on 100,000 factual rows (abduction, pyro.do, replay).
 
 Run: ``.venv-bench/bin/python bench/core_speed.py [--rows 20000] [--epochs 50] [--repeats 3]``.
@@ -50,10 +51,10 @@ def fit_pyrocausal(data: pd.DataFrame, graph: pc.CausalGraph, mechanisms: object
                    batch_size: int, lr: float, seed: int) -> tuple[float, pc.SCM]:  # fmt: skip
     scm = pc.SCM(graph, mechanisms=mechanisms)
     start = time.perf_counter()
-    # Equal epochs: no early stopping; "auto" needs its validation rows.
-    auto = mechanisms == "auto"
+    # Equal epochs: no early stopping; the default and "auto" choose on validation rows.
+    chooses = scm.auto is not None
     scm.fit(data, epochs=epochs, batch_size=batch_size, lr=lr, progress=False, seed=seed,
-            device="cpu", val_fraction=0.1 if auto else 0.0, patience=None)  # fmt: skip
+            device="cpu", val_fraction=0.1 if chooses else 0.0, patience=None)  # fmt: skip
     return time.perf_counter() - start, scm
 
 
@@ -75,14 +76,15 @@ def main() -> None:
     for name in args.scms.split(","):
         truth = load_scm(name)
         data = truth.sample(args.rows, seed=0)
-        times: dict[str, list[float]] = {"causalflows CausalMAF": [], "pyrocausal MAF": [],
-                                         "pyrocausal auto": []}  # fmt: skip
+        times: dict[str, list[float]] = {"causalflows CausalMAF": [], "pyrocausal default": [],
+                                         "pyrocausal MAF": [], "pyrocausal auto": []}  # fmt: skip
         scm = None
         for r in range(args.repeats):
             common = (args.epochs, args.batch_size, args.lr, r)
             times["causalflows CausalMAF"].append(fit_causal_maf(data, truth.graph, *common))
             t, scm = fit_pyrocausal(data, truth.graph, None, *common)
-            times["pyrocausal MAF"].append(t)
+            times["pyrocausal default"].append(t)
+            times["pyrocausal MAF"].append(fit_pyrocausal(data, truth.graph, pc.MAF(), *common)[0])
             times["pyrocausal auto"].append(fit_pyrocausal(data, truth.graph, "auto", *common)[0])
         big = pd.concat([data] * (100_000 // len(data) + 1), ignore_index=True).head(100_000)
         node = truth.intervened[0]
@@ -100,8 +102,10 @@ def main() -> None:
                 "scm": name,
                 "nodes": len(truth.graph),
                 "causalmaf_fit_s": base,
+                "pyrocausal_default_fit_s": med["pyrocausal default"],
                 "pyrocausal_maf_fit_s": med["pyrocausal MAF"],
                 "pyrocausal_auto_fit_s": med["pyrocausal auto"],
+                "default_fit_ratio": med["pyrocausal default"] / base,
                 "maf_fit_ratio": med["pyrocausal MAF"] / base,
                 "auto_fit_ratio": med["pyrocausal auto"] / base,
                 "cf_100k_s": statistics.median(cf),

@@ -61,11 +61,14 @@ class SCM(nn.Module):
             ``"nsf"``, ``"anm"``, ``"lsnm"``, ``"linear"``), or ``"auto"`` /
             :class:`~pyrocausal.mechanisms.Auto` to choose each node's mechanism by held-out
             likelihood during :meth:`fit` (the choice is then in :attr:`mechanisms` and
-            :attr:`selection`). Default (``None``), and for nodes a mapping leaves out:
-            :class:`~pyrocausal.mechanisms.MAF` with 16x16 networks, which fits faster than
-            one causalflows ``CausalMAF`` at equal epochs. ``"auto"`` is more accurate
-            (``bench/scm_suite.py``: counterfactual RMSE no worse than the best peer on 10
-            of 17 SCMs, against 3 for the default) at 2-3 times the fitting time.
+            :attr:`selection`). Default (``None``): :meth:`Auto.light()
+            <pyrocausal.mechanisms.Auto.light>`: least squares for linear nodes, a 16x16
+            :class:`~pyrocausal.mechanisms.MAF` for the others, the quadratic regression
+            where it beats the trained MAF; it fits no slower than an all-MAF model, which
+            fits faster than one causalflows ``CausalMAF`` at equal epochs. ``"auto"`` adds
+            additive- and location-scale-noise mechanisms with 32x32 networks: the most
+            accurate choice on ``bench/scm_suite.py``, at about twice the fitting time. Nodes
+            a mapping leaves out get :class:`~pyrocausal.mechanisms.MAF`.
 
     Example:
         >>> import pyrocausal as pc
@@ -87,7 +90,9 @@ class SCM(nn.Module):
         for node in self.graph.nodes:
             if "." in node:
                 raise GraphError(f"node name {node!r} must not contain '.'")
-        if isinstance(mechanisms, str) and mechanisms == "auto":
+        if mechanisms is None:
+            mechanisms = Auto.light()
+        elif isinstance(mechanisms, str) and mechanisms == "auto":
             mechanisms = Auto()
         self.auto: Auto | None = mechanisms if isinstance(mechanisms, Auto) else None
         self.selection: pd.DataFrame | None = None

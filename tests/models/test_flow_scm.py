@@ -167,13 +167,15 @@ def test_do_is_pyro_do_on_the_model(triangle):
 GROUND_TRUTH = [
     # (scm, mechanisms, epochs, max CF RMSE / sd(target), max |ATE error| / sd(target)) on
     # 3,000 rows, seed 0; "seen" is the worst intervened node on this machine. Linear SCMs
-    # with "auto" are least squares (seen 0.002 / 0.017). The default MAF(16x16) is weakest
-    # at this size on the non-linear triangle's x3, a steep sigmoid of x2^2 (seen 0.37 after
-    # 100 epochs), and on the fork's x4 (seen 0.27; MAF(32, 32) gives 0.16). Tolerances
-    # leave room for other CPUs' arithmetic.
+    # with "auto" are least squares (seen 0.002 / 0.017). The default (Auto.light(): MAF
+    # 16x16 networks where a node is not linear) is weakest at this size on the non-linear
+    # triangle's x3, a steep sigmoid of x2^2, and on the fork's x4 (CF seen 0.26). The
+    # fork's ATE under do(x2) depends on where the networks' training lands: seen 0.105 for
+    # the default, 0.036-0.127 for the same MAF networks from other initial weights (data
+    # seeds 0 and 1), hence 0.15. Tolerances leave room for other CPUs' arithmetic.
     ("chain_linear", "auto", 60, 0.02, 0.02),
     ("triangle_linear", "auto", 60, 0.05, 0.05),
-    ("fork_nonlinear", None, 60, 0.35, 0.10),
+    ("fork_nonlinear", None, 60, 0.35, 0.15),
     ("triangle_nonlinear", None, 100, 0.45, 0.15),
     ("simpson_nonlinear", None, 60, 0.10, 0.10),
 ]
