@@ -130,6 +130,10 @@ class SCM(nn.Module):
         return self.loc.dtype
 
     # ------------------------------------------------------------------ Pyro program
+    def _columns(self, nodes: list[str]) -> Tensor:
+        """The data-matrix columns of ``nodes``, on the model's device."""
+        return torch.tensor([self._index[n] for n in nodes], device=self.device)
+
     def _standardize(self, node: str, value: Tensor) -> Tensor:
         i = self._index[node]
         return (value - self.loc[i]) / self.scale[i]
@@ -240,7 +244,7 @@ class SCM(nn.Module):
         for stack, (_, nodes) in zip(self.stacks, self._groups):
             if getattr(stack, "raw_units", False):
                 continue
-            columns = torch.tensor([self._index[n] for n in nodes], device=x.device)
+            columns = self._columns(nodes)
             noise.update(zip(nodes, stack.noise_all(x, columns)))
         return noise
 
@@ -386,7 +390,7 @@ class SCM(nn.Module):
         Closed-form stacks are left to :meth:`_freeze_closed_form`, which always follows.
         """
         for stack, (_, nodes) in zip(stacks, groups):
-            columns = torch.tensor([self._index[n] for n in nodes])
+            columns = self._columns(nodes)
             if getattr(stack, "closed_form", False):
                 continue
             if getattr(stack, "raw_units", False):
@@ -405,16 +409,14 @@ class SCM(nn.Module):
         """
         for stack, (_, nodes) in zip(stacks, groups):
             if getattr(stack, "closed_form", False):
-                stack.initialize(rows, torch.tensor([self._index[n] for n in nodes]))
+                stack.initialize(rows, self._columns(nodes))
                 stack.requires_grad_(False)
 
     def _nll(
         self, stacks: nn.ModuleList, groups: list[tuple[Mechanism, list[str]]]
     ) -> Callable[[Tensor], Tensor]:
         """Mean negative log-likelihood of standardized rows under ``stacks``."""
-        columns = [
-            torch.tensor([self._index[n] for n in nodes], device=self.device) for _, nodes in groups
-        ]
+        columns = [self._columns(nodes) for _, nodes in groups]
 
         raw_units = [
             (stack, nodes)
@@ -513,7 +515,7 @@ class SCM(nn.Module):
         with torch.no_grad():
             current = torch.empty(len(nodes), len(val), device=self.device, dtype=self.dtype)
             for stack, (_, group) in zip(self.stacks, self._groups):
-                idx = torch.tensor([self._index[n] for n in group], device=self.device)
+                idx = self._columns(group)
                 current[idx] = -stack.log_prob_all(val, idx)
             challengers = []
             for spec in late:

@@ -121,8 +121,8 @@ class Mechanism:
         raise NotImplementedError
 
     def free_shapes(self) -> list[Size]:
-        """Shapes of transform parameters that do not depend on the parents (after
-        :meth:`shapes` in the list :meth:`univariate` receives)."""
+        """Shapes of the parameters that do not depend on the parents (those :meth:`noise`
+        receives)."""
         return []
 
     def univariate(self, params: list[Tensor]) -> Transform:
@@ -176,7 +176,23 @@ class MAF(Mechanism):
 
 
 @dataclass(frozen=True)
-class AdditiveNoise(Mechanism):
+class _SplineNoise(Mechanism):
+    """Mechanisms whose noise is a parent-free monotonic spline of a Gaussian (the fields
+    ``bins`` and ``bound`` and the :meth:`noise` transform they share)."""
+
+    bins: int = 8
+    bound: float = 5.0
+
+    def free_shapes(self) -> list[Size]:
+        b = self.bins
+        return [Size((b,)), Size((b,)), Size((b - 1,))] if b else []
+
+    def noise(self, params: list[Tensor]) -> Transform | None:
+        return SharedKnotRQSTransform(*params, bound=self.bound) if self.bins else None
+
+
+@dataclass(frozen=True)
+class AdditiveNoise(_SplineNoise):
     """Additive-noise mechanism ``x = f(pa) + e`` with ``e`` independent of the parents.
 
     ``f`` is the node's network (plus the linear part every mechanism has); the noise
@@ -198,26 +214,17 @@ class AdditiveNoise(Mechanism):
     """
 
     name: ClassVar[str] = "anm"
-    bins: int = 8
-    bound: float = 5.0
 
     def shapes(self) -> list[Size]:
         return [Size(())]
-
-    def free_shapes(self) -> list[Size]:
-        b = self.bins
-        return [Size((b,)), Size((b,)), Size((b - 1,))] if b else []
 
     def univariate(self, params: list[Tensor]) -> Transform:
         shift = params[0]
         return MonotonicAffineTransform(shift, torch.zeros_like(shift))
 
-    def noise(self, params: list[Tensor]) -> Transform | None:
-        return SharedKnotRQSTransform(*params, bound=self.bound) if self.bins else None
-
 
 @dataclass(frozen=True)
-class LocationScale(Mechanism):
+class LocationScale(_SplineNoise):
     """Location-scale noise mechanism ``x = f(pa) + g(pa) * e``, ``e`` independent of the parents.
 
     Both the location ``f`` and the scale ``g`` come from the node's network (as in
@@ -241,21 +248,12 @@ class LocationScale(Mechanism):
     """
 
     name: ClassVar[str] = "lsnm"
-    bins: int = 8
-    bound: float = 5.0
 
     def shapes(self) -> list[Size]:
         return [Size(()), Size(())]
 
-    def free_shapes(self) -> list[Size]:
-        b = self.bins
-        return [Size((b,)), Size((b,)), Size((b - 1,))] if b else []
-
     def univariate(self, params: list[Tensor]) -> Transform:
         return MonotonicAffineTransform(params[0], params[1])
-
-    def noise(self, params: list[Tensor]) -> Transform | None:
-        return SharedKnotRQSTransform(*params, bound=self.bound) if self.bins else None
 
 
 @dataclass(frozen=True)
