@@ -89,6 +89,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--missing-labels", type=float, default=0.0)
     parser.add_argument("--prior-scale", type=float, help="lambda_2 of the supervised priors")
     parser.add_argument("--grad-clip", type=float, help="clip the gradient norm")
+    parser.add_argument(
+        "--spike-rollback",
+        type=float,
+        default=1.5,
+        help="undo an epoch whose loss jumps by this factor, halve the rate (0: off)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument(
         "--rerun", action="store_true", help="retrain runs whose metrics.json already exists"
@@ -196,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         "missing_labels": args.missing_labels,
         "prior_scale": args.prior_scale,
         "grad_clip": args.grad_clip,
+        "spike_rollback": args.spike_rollback or None,
     }
     model_kwargs = {} if args.prior_scale is None else {"prior_scale": args.prior_scale}
     results = []
@@ -225,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
                     seed=seed,
                     device=str(device),
                     grad_clip=args.grad_clip,
+                    spike_rollback=args.spike_rollback or None,
                     out_dir=run_dir,
                     progress=progress,
                     **model_kwargs,

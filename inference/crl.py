@@ -120,6 +120,7 @@ def train_crl(
     seed: int = 0,
     device: str = "auto",
     grad_clip: float | None = None,
+    spike_rollback: float | None = 1.5,
     out_dir: str | os.PathLike | None = None,
     resume: bool = False,
     progress: bool = True,
@@ -143,6 +144,9 @@ def train_crl(
         seed: Seeds the subset, the label mask, the initialization and the training.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         grad_clip: Clip the gradient norm to this value (``None``: no clipping).
+        spike_rollback: Undo an epoch whose loss jumps by more than this factor, reset Adam
+            and halve the learning rate (see :class:`~pyrocausal.inference.SVITrainer`;
+            ``None``: off).
         out_dir: Where ``model.pt``, ``checkpoint.pt`` and ``history.json`` go (optional).
         resume: Continue from ``out_dir/checkpoint.pt`` when it exists.
         progress: Progress bars.
@@ -171,6 +175,7 @@ def train_crl(
         seed=seed,
         grad_clip=grad_clip,
         keep_best=True,
+        spike_rollback=spike_rollback,
         progress=progress,
     )
     out = Path(out_dir) if out_dir is not None else None
@@ -194,6 +199,8 @@ def train_crl(
         "parameters": count_parameters(net),
         "device": str(trainer.device),
         "grad_clip": grad_clip,
+        "spike_rollback": spike_rollback,
+        "rollbacks": sum(bool(r.get("rolled_back")) for r in history.records),
         "seconds_per_epoch": per_epoch,
         "final_loss": history.records[-1]["loss"] if history.records else math.nan,
         "best_epoch": history.best_epoch,

@@ -138,6 +138,14 @@ class SVITrainer:
             in training (an encoder gradient blow-up): the full Pendulum run at lr 2e-3
             ended SCM-VAE's 20 epochs on one (epoch loss 8,029 against 1,383 two epochs
             before), and its counterfactuals with it.
+        spike_rollback: Undo an epoch whose mean loss jumps above the last kept epoch's by
+            more than this factor (``loss > last + (factor - 1) |last|``): the module gets the
+            weights it started the epoch with, Adam's moments are reset and the learning rate
+            is multiplied by ``spike_lr_factor``; the epoch still counts towards ``epochs``
+            and its record says ``rolled_back``. ``None``: no rollback. Every model of the full
+            Flow run at lr 2e-3 had such an epoch (SCM-VAE seed 1: 9.6 million against 1,909)
+            and ended on a higher plateau than before it (ICM-VAE: 2,425 against 2,080).
+        spike_lr_factor: Learning-rate multiplier applied at each rollback.
         progress: Show a progress bar.
     """
 
@@ -153,8 +161,14 @@ class SVITrainer:
         seed: int = 0,
         grad_clip: float | None = None,
         keep_best: bool = False,
+        spike_rollback: float | None = None,
+        spike_lr_factor: float = 0.5,
         progress: bool = True,
     ) -> None:
+        if spike_rollback is not None and not spike_rollback > 1.0:
+            raise ValueError(f"spike_rollback must be greater than 1, got {spike_rollback}")
+        if not 0.0 < spike_lr_factor <= 1.0:
+            raise ValueError(f"spike_lr_factor must be in (0, 1], got {spike_lr_factor}")
         self.device = resolve_device(device)
         self.module = module.to(self.device)
         self.lr = lr
@@ -164,6 +178,8 @@ class SVITrainer:
         self.seed = int(seed)
         self.grad_clip = grad_clip
         self.keep_best = keep_best
+        self.spike_rollback = spike_rollback
+        self.spike_lr_factor = spike_lr_factor
         self._best: dict[str, Any] | None = None  # epoch, loss and weights (keep_best)
         self.progress = progress
         self.epoch = 0
@@ -229,6 +245,7 @@ class SVITrainer:
         try:
             for epoch in range(self.epoch, epochs):
                 weights = self.weights(epoch)
+                start_state = _cpu_state(self.module) if self.spike_rollback else None
                 order = torch.randperm(n, generator=self._generator)
                 start_time = time.perf_counter()
                 total = 0.0
@@ -265,9 +282,15 @@ class SVITrainer:
                         metrics = eval_fn(self.module)
                     record.update({k: _scalar(v) for k, v in metrics.items()})
                     self.module.train()
+                if start_state is not None:
+                    record["rolled_back"] = self._is_spike(record["loss"])
+                    if record["rolled_back"]:
+                        self._roll_back(start_state)
+                    record["lr"] = self.lr
                 self.history.records.append(record)
                 self.epoch = epoch + 1
-                if self.keep_best and weights == self.weights(epochs - 1):
+                kept = not record.get("rolled_back", False)
+                if self.keep_best and kept and weights == self.weights(epochs - 1):
                     if self._best is None or record["loss"] < self._best["loss"]:
                         self._best = {
                             "epoch": self.epoch,
@@ -289,6 +312,22 @@ class SVITrainer:
             bar.close()
             self.module.eval()
         return self.history
+
+    def _is_spike(self, loss: float) -> bool:
+        """Whether an epoch's mean ``loss`` is a spike against the last epoch that was kept."""
+        kept = [r["loss"] for r in self.history.records if not r.get("rolled_back", False)]
+        if not kept or self.spike_rollback is None:
+            return False
+        last = kept[-1]
+        return loss > last + (self.spike_rollback - 1.0) * abs(last)
+
+    def _roll_back(self, state: Mapping[str, Tensor]) -> None:
+        """Restore ``state``, reset the optimizer's moments and lower the learning rate."""
+        self.module.load_state_dict(state)
+        self.optimizer.state.clear()
+        self.lr *= self.spike_lr_factor
+        for group in self.optimizer.param_groups:
+            group["lr"] *= self.spike_lr_factor
 
     def _diverged(self, what: str, epoch: int, step: int) -> TrainingDivergedError:
         last = f"{self.history.records[-1]['loss']:.6g}" if self.history.records else "none yet"
@@ -334,6 +373,7 @@ class SVITrainer:
         self._generator.set_state(state["generator"])
         _set_rng_state(state["rng"])
         self._best = state.get("best")  # absent from checkpoints of earlier versions
+        self.lr = float(self.optimizer.param_groups[0]["lr"])
 
     def save(self, path: str | os.PathLike) -> None:
         """Write :meth:`state_dict` to ``path`` atomically."""
