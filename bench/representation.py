@@ -152,12 +152,35 @@ def markdown_table(frame: pd.DataFrame) -> str:
 TIE = 0.02
 
 
-def claims(table: pd.DataFrame) -> list[str]:
-    """Check the papers' qualitative claims on the mean table."""
+def claims(table: pd.DataFrame, references: pd.DataFrame | None = None) -> list[str]:
+    """Check the papers' qualitative claims on the mean table.
+
+    With ``references`` (:func:`counterfactual_references`), also say how far each model's
+    descendant effectiveness goes from the no-change answer (0%) to the oracle's floor
+    on rendered truth (100%).
+    """
     lines = []
     for dataset, rows in table.groupby("dataset"):
         by = rows.set_index("model")
         present = set(by.index)
+        if references is not None and dataset in set(references["dataset"]):
+            ref = references[references["dataset"] == dataset].set_index("reference")
+            none, floor = (
+                ref.loc["no change", "eff. desc."],
+                ref.loc["rendered truth", "eff. desc."],
+            )
+            if none - floor < 0.1 * abs(none):
+                lines.append(
+                    f"- {dataset}: the oracle scores the no-change answer ({none:.4g}) about as "
+                    f"well as the rendered truth ({floor:.4g}): effectiveness says nothing here"
+                )
+            for m in by.index if none - floor >= 0.1 * abs(none) else []:
+                value = by.loc[m, "eff. desc."]
+                share = (none - value) / (none - floor)
+                lines.append(
+                    f"- {dataset}: {m} eff. desc. {value:.4g}: {share:.0%} of the way from the "
+                    f"no-change answer ({none:.4g}) to the oracle floor ({floor:.4g})"
+                )
         causal = [m for m in CAUSAL if m in present]
         base = [m for m in BASELINES if m in present]
         for metric in ("eff. desc.", "CF img MSE"):
@@ -309,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "## The papers' claims at this budget",
         "",
-        *claims(mean),
+        *claims(mean, references),
         "",
     ]
     if len(args.seeds) > 1:
