@@ -185,21 +185,24 @@ class Adapter:
 
 def _mechanisms(variant: str | None) -> Any:
     """``None``, a mechanism name, ``auto``, or ``name:HxW`` (hidden sizes: ``maf:32x32``,
-    ``auto:32x32`` for the default candidates with networks of that size)."""
+    ``auto:32x32`` / ``light:32x32`` for the candidates of ``Auto()`` / ``Auto.light()``
+    with networks of that size)."""
     if variant is None or ":" not in variant:
         return variant
     from pyrocausal.mechanisms import mechanism_from_config
 
     kind, sizes = variant.split(":")
     hidden = tuple(int(h) for h in sizes.split("x"))
-    if kind == "auto":  # the default candidates with networks of this size
+    if kind in ("auto", "light"):  # the candidates with networks of this size
         from pyrocausal.mechanisms import Auto
 
-        return Auto(
+        base = Auto() if kind == "auto" else Auto.light()
+        return dataclasses.replace(
+            base,
             candidates=tuple(
                 c if not c.hidden_features else dataclasses.replace(c, hidden_features=hidden)
-                for c in Auto().candidates
-            )
+                for c in base.candidates
+            ),
         )
     return mechanism_from_config({"type": kind, "hidden_features": list(hidden)})
 

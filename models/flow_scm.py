@@ -5,8 +5,9 @@ from __future__ import annotations
 __all__ = ["SCM", "InterventionalSCM"]
 
 import contextlib
+import math
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
+from scipy.stats import chi2
 from torch import Tensor, nn
 from torch.distributions.transforms import AffineTransform, ReshapeTransform
 
@@ -26,6 +28,7 @@ from pyrocausal.inference.training import History, split_holdout, train_mle
 from pyrocausal.mechanisms import (
     MAF,
     Auto,
+    LinearGaussian,
     Mechanism,
     StackedMechanism,
     ZukoBase,
@@ -526,6 +529,14 @@ class SCM(nn.Module):
         mechanisms = dict(self.mechanisms)
         for i, node in enumerate(nodes):
             for spec, nll in zip(late, challengers):
+                if _nests(mechanisms[node], spec):
+                    # Two least-squares regressions, one nested in the other: the F-test's
+                    # likelihood ratio on every row decides (see Auto.nested_alpha).
+                    p_value = _linearity_p_value(rows, i, self._parent_index[node])
+                    self.selection.loc[node, "linearity p"] = p_value
+                    if p_value < self.auto.nested_alpha:
+                        mechanisms[node], current[i] = spec, nll[i]
+                    continue
                 rule = Auto(
                     candidates=(mechanisms[node], spec), se_rule=self.auto.challenge_se_rule
                 )
@@ -889,6 +900,39 @@ class _seeded:
 def _closed_form(spec: Mechanism) -> bool:
     """Whether a specification is fitted by least squares alone (no network, no free part)."""
     return not spec.shapes() and not spec.free_shapes()
+
+
+def _nests(current: Mechanism, challenger: Mechanism) -> bool:
+    """Whether both are least-squares regressions and ``challenger`` adds quadratic terms."""
+    return (
+        isinstance(current, LinearGaussian)
+        and isinstance(challenger, LinearGaussian)
+        and current.degree == 1
+        and challenger.degree == 2
+    )
+
+
+def _linearity_p_value(rows: Tensor, column: int, parents: Sequence[int]) -> float:
+    """p-value of "the parents' squares and products add nothing" for ``column``.
+
+    The likelihood-ratio (F-) test of the nested least-squares regressions on ``rows``:
+    ``n log(RSS_linear / RSS_quadratic)`` against a chi-square with one degree of freedom
+    per added term (1.0 for a root).
+    """
+    if not parents:
+        return 1.0
+    z = rows.double()
+    y = z[:, column]
+    linear = torch.cat([z[:, list(parents)], torch.ones_like(y)[:, None]], dim=1)
+    terms = [z[:, a] * z[:, b] for k, a in enumerate(parents) for b in parents[k:]]
+    quadratic = torch.cat([linear, torch.stack(terms, dim=1)], dim=1)
+
+    def rss(design: Tensor) -> float:
+        coef = torch.linalg.lstsq(design, y[:, None]).solution
+        return float((y - (design @ coef)[:, 0]).square().sum())
+
+    statistic = len(y) * math.log(rss(linear) / max(rss(quadratic), 1e-300))
+    return float(chi2.sf(max(statistic, 0.0), len(terms)))
 
 
 def _late_candidates(auto: Auto) -> list[Mechanism]:
