@@ -179,6 +179,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         train_size=args.train_size,
         seed=args.seed,
         device=args.device,
+        spike_rollback=args.spike_rollback or None,
         out_dir=args.out or f"out/{args.model}-{args.dataset}",
         resume=args.resume,
     )
@@ -378,6 +379,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--networks", default="conv", help="conv (default) or paper-mlp")
+    p.add_argument(
+        "--spike-rollback",
+        type=float,
+        default=1.5,
+        help="undo an epoch whose loss jumps by this factor and halve the rate (0: off)",
+    )
     p.add_argument("--missing-labels", type=float, default=0.0, help="share of units unlabelled")
     p.add_argument("--train-size", type=int, default=None, help="use a subset of the split")
     p.add_argument("--out", default=None, help="output folder (default out/<model>-<dataset>)")

@@ -88,6 +88,10 @@ def test_train_and_evaluate_a_representation_model(tmp_path, capsys):
     assert main(["train", "cvae", "--dataset", "morpho", "--epochs", "1", "--train-size", "128",
                  "--out", str(out), *common]) == 0  # fmt: skip
     assert (out / "model.pt").exists() and (out / "checkpoint.pt").exists()
+    from pyrocausal.models.crl_base import CRLModel
+
+    metadata = CRLModel.load(out / "model.pt").metadata
+    assert metadata["spike_rollback"] == 1.5 and metadata["rollbacks"] == 0  # one epoch
     assert main(["evaluate", str(out / "model.pt"), "--test-size", "32", "--oracle-size", "128",
                  "--oracle-epochs", "1", *common]) == 0  # fmt: skip
     metrics = json.loads((out / "evaluation" / "metrics.json").read_text())
