@@ -3,7 +3,12 @@
 from pyrocausal.inference.counterfactual import noise_site, reparam_noise, replay_counterfactual
 
 # Last: crl imports pyrocausal.models, which imports this package.
-from pyrocausal.inference.crl import CRL_MODELS, evaluate_crl, train_crl  # noqa: E402
+from pyrocausal.inference.crl import (  # noqa: E402
+    CRL_MODELS,
+    counterfactual_references,
+    evaluate_crl,
+    train_crl,
+)
 from pyrocausal.inference.devices import resolve_device
 from pyrocausal.inference.errors import TrainingDivergedError
 from pyrocausal.inference.svi import Constant, LinearWarmup, SVIHistory, SVITrainer
@@ -16,6 +21,7 @@ __all__ = [
     "LinearWarmup",
     "SVIHistory",
     "SVITrainer",
+    "counterfactual_references",
     "evaluate_crl",
     "train_crl",
     "TrainingDivergedError",
