@@ -414,6 +414,7 @@ def counterfactual_references(
     device: str = "auto",
     progress: bool = True,
     cache_dir: str | os.PathLike | None = None,
+    dataset_options: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
     """What the counterfactual metrics of :func:`evaluate_crl` give without a model.
 
@@ -424,6 +425,14 @@ def counterfactual_references(
     between the two: on Flow the no-change answer already scores 0.22 (descendants move
     little under do(ball_size)), on Pendulum 0.59.
 
+    Arguments:
+        dataset: ``"pendulum"``, ``"flow"`` or ``"morpho"``.
+        oracle: A :class:`pyrocausal.metrics.Oracle` or the path of a saved one.
+        test_size, seed, device, progress, cache_dir: As in :func:`evaluate_crl` (the same
+            ``test_size`` and ``seed`` give the same test units and interventions).
+        dataset_options: Constructor arguments of the data set (a model's
+            ``metadata["dataset_options"]``, which :func:`evaluate_crl` uses).
+
     Returns:
         One row per reference: ``eff. desc.``, ``eff. int.``, ``CF img MSE`` and
         ``CF factor MAE`` (normalized as in :func:`summarize`).
@@ -433,7 +442,7 @@ def counterfactual_references(
 
     target = resolve_device(device)
     oracle = (oracle if isinstance(oracle, M.Oracle) else M.Oracle.load(oracle)).to(target)
-    test = load_image_split(dataset, "test", test_size, seed, cache_dir, progress)
+    test = load_image_split(dataset, "test", test_size, seed, cache_dir, progress, dataset_options)
     ds = test.dataset
     images = _float_images(test.images)
     scale = _label_scale(ds)
