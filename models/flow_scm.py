@@ -67,11 +67,12 @@ class SCM(nn.Module):
             :attr:`selection`). Default (``None``): :meth:`Auto.light()
             <pyrocausal.mechanisms.Auto.light>`: least squares for linear nodes, a 16x16
             :class:`~pyrocausal.mechanisms.MAF` for the others, the quadratic regression
-            where it beats the trained MAF; it fits about as fast as an all-MAF model or
-            faster, and faster than one causalflows ``CausalMAF`` at equal epochs. ``"auto"`` adds
-            additive- and location-scale-noise mechanisms with 32x32 networks: the most
-            accurate choice on ``bench/scm_suite.py`` (15 of 17 SCMs against 11), at about four
-            times the default's fitting time.
+            where it beats the trained MAF or an F-test rejects the linear fit; it fits about
+            as fast as an all-MAF model or faster, and faster than one causalflows
+            ``CausalMAF`` at equal epochs. ``"auto"`` adds additive- and location-scale-noise
+            mechanisms with 32x32 networks: the most accurate choice on
+            ``bench/scm_suite.py`` (15 of 17 SCMs against 11), at about six times the
+            default's fitting time.
 
     Example:
         >>> import pyrocausal as pc
