@@ -145,8 +145,8 @@ def train_crl(
         seed: Seeds the subset, the label mask, the initialization and the training.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         grad_clip: Clip the gradient norm to this value (``None``: no clipping).
-        spike_rollback: Undo an epoch whose loss jumps by more than this factor, reset Adam
-            and halve the learning rate (see :class:`~pyrocausal.inference.SVITrainer`;
+        spike_rollback: Undo an epoch whose loss jumps by more than this factor (weights and
+            Adam's state back to the epoch's start) and halve the learning rate (see :class:`~pyrocausal.inference.SVITrainer`;
             ``None``: off).
         out_dir: Where ``model.pt``, ``checkpoint.pt`` and ``history.json`` go (optional).
         resume: Continue from ``out_dir/checkpoint.pt`` when it exists.

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 __all__ = ["Constant", "LinearWarmup", "SVIHistory", "SVITrainer"]
 
+import copy
 import os
 import random
 import time
@@ -139,15 +140,17 @@ class SVITrainer:
             ended SCM-VAE's 20 epochs on one (epoch loss 8,029 against 1,383 two epochs
             before), and its counterfactuals with it.
         spike_rollback: Undo an epoch whose mean loss jumps above the last kept epoch's by
-            more than this factor (``loss > last + (factor - 1) |last|``): the module gets the
-            weights it started the epoch with, Adam's moments are reset and the learning rate
-            is multiplied by ``spike_lr_factor``; the epoch still counts towards ``epochs``
-            and its record says ``rolled_back``. ``None``: no rollback. Without it, 6 of 7 Flow fits
-            at lr 2e-3 had such an epoch (SCM-VAE seed 1: 9.6 million against 1,909) and
-            ended on a higher plateau than before it (ICM-VAE: 2,425 against 2,080). The
-            epoch after a rollback often counts as a spike too (Adam's reset moments make its
-            first steps large), so rollbacks often come in runs (7 of the 12 rolled-back
-            fits of the full representation benchmark; one had four in a row).
+            more than this factor (``loss > last + (factor - 1) |last|``): the module and the
+            optimizer get back the weights and state (Adam's moments) they started the epoch
+            with, and the learning rate is multiplied by ``spike_lr_factor``; the epoch still
+            counts towards ``epochs`` and its record says ``rolled_back``. ``None``: no
+            rollback. Without it, 6 of 7 Flow fits at lr 2e-3 had such an epoch (SCM-VAE
+            seed 1: 9.6 million against 1,909) and ended on a higher plateau than before it
+            (ICM-VAE: 2,425 against 2,080). An earlier version cleared Adam's moments instead
+            of restoring them; the large first steps of fresh moments made the next epoch
+            spike too (7 of the 12 rolled-back fits of the full representation benchmark
+            rolled back several epochs in a row; Pendulum SCM-VAE seed 1 four, ending at lr
+            1.25e-4, where restoring the moments gives one rollback and lr 1e-3).
         spike_lr_factor: Learning-rate multiplier applied at each rollback.
         progress: Show a progress bar.
     """
@@ -248,7 +251,11 @@ class SVITrainer:
         try:
             for epoch in range(self.epoch, epochs):
                 weights = self.weights(epoch)
-                start_state = _cpu_state(self.module) if self.spike_rollback else None
+                start_state = (
+                    (_cpu_state(self.module), _cpu_optimizer_state(self.optimizer))
+                    if self.spike_rollback
+                    else None
+                )
                 order = torch.randperm(n, generator=self._generator)
                 start_time = time.perf_counter()
                 total = 0.0
@@ -324,10 +331,12 @@ class SVITrainer:
         last = kept[-1]
         return loss > last + (self.spike_rollback - 1.0) * abs(last)
 
-    def _roll_back(self, state: Mapping[str, Tensor]) -> None:
-        """Restore ``state``, reset the optimizer's moments and lower the learning rate."""
-        self.module.load_state_dict(state)
-        self.optimizer.state.clear()
+    def _roll_back(self, state: tuple[Mapping[str, Tensor], dict[str, Any]]) -> None:
+        """Restore the start-of-epoch weights and optimizer state, then lower the rate."""
+        module_state, optimizer_state = state
+        self.module.load_state_dict(module_state)
+        # load_state_dict also restores the start-of-epoch learning rate, which equals self.lr.
+        self.optimizer.load_state_dict(optimizer_state)
         self.lr *= self.spike_lr_factor
         for group in self.optimizer.param_groups:
             group["lr"] *= self.spike_lr_factor
@@ -394,6 +403,18 @@ class SVITrainer:
 
 def _cpu_state(module: nn.Module) -> dict[str, Tensor]:
     return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+
+
+def _cpu_optimizer_state(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """A detached CPU copy of ``optimizer.state_dict()`` (its tensors are live references)."""
+    state = optimizer.state_dict()
+    return {
+        "state": {
+            k: {n: v.detach().cpu().clone() if isinstance(v, Tensor) else v for n, v in s.items()}
+            for k, s in state["state"].items()
+        },
+        "param_groups": copy.deepcopy(state["param_groups"]),
+    }
 
 
 def _is_tensor_tuple(data: Any) -> bool:
