@@ -666,7 +666,7 @@ class StackedMechanism(nn.Module):
                 a = [where[i] for i, _ in pairs]
                 b = [where[j] for _, j in pairs]
                 context = torch.cat([context, context[..., a] * context[..., b]], dim=-1)
-            weight = (self.weight_in[slot] * self.mask[slot])[rows]
+            weight = self.weight_in[slot, rows] * self.mask[slot, rows]
             h = context @ weight + self.bias_in[slot, 0]
         else:
             h = self.bias_in[slot]  # (1, K): a dummy batch dimension, dropped below

@@ -68,16 +68,13 @@ def check_frame(
             "drop them or add them to the graph"
         )
     frame = data.loc[:, list(columns)]
-    for col in columns:
-        series = frame[col]
-        if pd.api.types.is_bool_dtype(series):
+    for col, dtype in zip(columns, frame.dtypes):
+        if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype):
             continue
-        if not pd.api.types.is_numeric_dtype(series):
-            bad = series[pd.to_numeric(series, errors="coerce").isna() & series.notna()]
-            example = f"; e.g. {bad.iloc[0]!r} in row {bad.index[0]!r}" if len(bad) else ""
-            raise ValueError(
-                f"column {col!r} of {what} is not numeric (dtype {series.dtype}){example}"
-            )
+        series = frame[col]
+        bad = series[pd.to_numeric(series, errors="coerce").isna() & series.notna()]
+        example = f"; e.g. {bad.iloc[0]!r} in row {bad.index[0]!r}" if len(bad) else ""
+        raise ValueError(f"column {col!r} of {what} is not numeric (dtype {dtype}){example}")
     values = frame.to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
     bad = np.isinf(values) if allow_nan else ~np.isfinite(values)
     if bad.any():
