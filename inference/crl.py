@@ -146,8 +146,8 @@ def train_crl(
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         grad_clip: Clip the gradient norm to this value (``None``: no clipping).
         spike_rollback: Undo an epoch whose loss jumps by more than this factor (weights and
-            Adam's state back to the epoch's start) and halve the learning rate (see :class:`~pyrocausal.inference.SVITrainer`;
-            ``None``: off).
+            Adam's state back to the epoch's start) and halve the learning rate (see
+            :class:`~pyrocausal.inference.SVITrainer`; ``None``: off).
         out_dir: Where ``model.pt``, ``checkpoint.pt`` and ``history.json`` go (optional).
         resume: Continue from ``out_dir/checkpoint.pt`` when it exists.
         progress: Progress bars.
