@@ -100,8 +100,8 @@ PROTOCOL = {
     "fit_seconds": "Wall time of fitting (DoWhy: mechanism assignment + fit).",
     "cf_ms_per_1000": (
         "Wall time of one counterfactual query (n_eval factual rows, one intervention) per "
-        "1,000 rows in milliseconds; the median over the SCM's queries (robust to other "
-        "processes sharing the CPU)."
+        "1,000 rows in milliseconds: the fastest of 3 repeats of each query, then the median "
+        "over the SCM's queries (both robust to other processes sharing the CPU)."
     ),
 }
 
@@ -112,6 +112,7 @@ TIE = 1e-3
 QUICK_SCMS = ("chain_linear", "triangle_nonlinear", "vaca_triangle_nonadditive")
 METRICS = ("cf_rmse", "ate_rmse", "obs_mmd", "int_mmd", "loglik", "fit_seconds", "cf_ms_per_1000")
 QUANTILES = (0.25, 0.5, 0.75)
+CF_REPEATS = 3  # each counterfactual query is timed this many times; the fastest counts
 ATE_PAIRS = ((0, 1), (0, 2), (1, 2))  # indices into QUANTILES
 
 
@@ -517,9 +518,12 @@ def evaluate(adapter: Adapter, task: Task) -> dict[str, Any]:
         int_mmd = mmd_rbf(task.standardize(model_iv), task.standardize(true_iv))
         int_mmds.append(int_mmd)
 
-        t0 = time.perf_counter()
-        cf = adapter.counterfactual(task.factual, node, v)
-        cf_ms.append(1e6 * (time.perf_counter() - t0) / len(task.factual))
+        seconds = []
+        for _ in range(CF_REPEATS):
+            t0 = time.perf_counter()
+            cf = adapter.counterfactual(task.factual, node, v)
+            seconds.append(time.perf_counter() - t0)
+        cf_ms.append(1e6 * min(seconds) / len(task.factual))
         true_cf = truth.counterfactual(task.factual_noise, {node: v})
         desc = task.descendants[node]
         err = (cf[desc].to_numpy() - true_cf[desc].to_numpy()) / task.sd[desc].to_numpy()
