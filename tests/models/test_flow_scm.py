@@ -3,15 +3,17 @@
 import numpy as np
 import pandas as pd
 import pyro
+import pyro.distributions as dist
 import pytest
 import torch
 from pyro import poutine
 from pyro.infer import Predictive
+from torch.distributions.transforms import AffineTransform, ReshapeTransform
 
 import pyrocausal as pc
 from pyrocausal.datasets import load_scm
 from pyrocausal.inference import TrainingDivergedError, replay_counterfactual
-from pyrocausal.mechanisms import StackedMechanism
+from pyrocausal.mechanisms import StackedMechanism, ZukoBase
 
 MECHANISMS = [
     pc.MAF(hidden_features=(16, 16)),
@@ -63,6 +65,40 @@ def test_program_sites_and_log_prob_agree_with_log_prob(triangle, mechanism):
     np.testing.assert_allclose(
         (batched - scm.scale.log().sum()).detach().numpy(), per_row.detach().numpy(), rtol=1e-4
     )
+
+
+@pytest.mark.parametrize("mechanism", MECHANISMS, ids=IDS)
+def test_site_distribution_equals_the_three_part_composition(triangle, mechanism):
+    # distribution() fuses the flow's inverse, the de-standardization and the reshape into one
+    # transform (for speed); densities, noise and values must be the composition's, also when
+    # the parents carry a leading draws dimension (posterior queries).
+    truth, data, _ = triangle
+    scm = _fitted(truth, data, mechanism)
+    values = _tensors(data.head(40))
+    drawn = {k: torch.stack([v, v + 0.1]) for k, v in values.items()}
+    for parents in (values, drawn):
+        for i, node in enumerate(scm.nodes):
+            fused = scm.distribution(node, parents, torch.Size([40]))
+            flow = scm.flow(node, scm._context(node, parents))
+            parts = dist.TransformedDistribution(
+                ZukoBase(flow.base.expand(fused.batch_shape)),
+                [
+                    flow.transform.inv,
+                    AffineTransform(scm.loc[i], scm.scale[i], event_dim=1),
+                    ReshapeTransform(torch.Size([1]), torch.Size([])),
+                ],
+            )
+            assert fused.batch_shape == parts.batch_shape and fused.event_shape == ()
+            x = parents[node]
+            torch.testing.assert_close(fused.log_prob(x), parts.log_prob(x))
+            u = fused.transforms[0].inv(x)
+            assert u.shape == (*torch.broadcast_shapes(x.shape, fused.batch_shape), 1)
+            torch.testing.assert_close(
+                u, flow.transform(((x - scm.loc[i]) / scm.scale[i])[..., None])
+            )
+            torch.testing.assert_close(fused.transforms[0](u), x, rtol=1e-4, atol=1e-4)
+            ladj = fused.transforms[0].log_abs_det_jacobian(u, x)
+            torch.testing.assert_close(ladj, fused.base_dist.log_prob(u) - fused.log_prob(x))
 
 
 def test_model_works_with_predictive(triangle):
