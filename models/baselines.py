@@ -11,10 +11,9 @@ the descendants keep their factual blocks.
   the R² of a linear read-out of each factor from each block) and fits the linear map from a
   label to its block that interventions use.
 * :class:`ConditionalVAE`: the label-conditional prior ``p(z_i | y_i) = N(y_i 1_k, lambda_2^2 I)``
-  per factor, with the same weights as SCM-VAE (``alpha = 0.1``, ``beta = 1``,
-  ``lambda_2 = 0.1``): SCM-VAE without
-  the causal graph (an iVAE-style conditional prior), the ablation that isolates what the
-  mechanisms contribute.
+  per factor, with the same weights as SCM-VAE (``alpha = 0.1 / lambda_2^2``, ``beta = 1``,
+  ``lambda_2 = 0.1``): SCM-VAE without the causal graph (an iVAE-style conditional prior),
+  the ablation that isolates what the mechanisms contribute.
 """
 
 from __future__ import annotations
@@ -39,8 +38,9 @@ class ConditionalVAE(CRLModel):
     naming and evaluation only.
     """
 
-    default_kl_weight = 0.1
+    default_kl_weight = 10.0  # as SCM-VAE: 0.1 / lambda_2^2
     default_supervision_weight = 1.0
+    kl_weight_follows_prior_scale = True
 
     def latent_parents(self, name: str) -> tuple[str, ...]:
         return ()

@@ -139,7 +139,9 @@ class CRLModel(PyroModule):
             ``(image_shape, n_blocks, block_features) -> (encoder, decoder)``. Only named
             networks can be saved with :meth:`save`.
         kl_weight: ``alpha``, the weight of ``KL(q(eps | x) || N(0, I))`` (default: the
-            class's :attr:`default_kl_weight`). Must be positive.
+            class's :attr:`default_kl_weight`, times ``(default_prior_scale /
+            prior_scale)^2`` for the classes whose :attr:`kl_weight_follows_prior_scale`
+            is set). Must be positive.
         supervision_weight: ``beta``, the weight of the label supervision term.
         prior_scale: ``lambda_2``, the standard deviation of the supervised prior
             ``p(z_i | ...) = N(mu_i, lambda_2^2 I)`` (the papers' form). The supervision term
@@ -156,6 +158,9 @@ class CRLModel(PyroModule):
     default_kl_weight: ClassVar[float] = 0.1
     default_supervision_weight: ClassVar[float] = 1.0
     default_prior_scale: ClassVar[float] = 0.1
+    #: Whether the default ``kl_weight`` scales with the prior's precision ``1 / lambda_2^2``
+    #: (so that its ratio to the supervision term does not depend on ``prior_scale``).
+    kl_weight_follows_prior_scale: ClassVar[bool] = False
     #: Whether labels enter the objective.
     supervised: ClassVar[bool] = True
 
@@ -203,13 +208,15 @@ class CRLModel(PyroModule):
         # Block j of the encoder/decoder code carries factor graph.nodes[block_order[j]].
         self.register_buffer("block_order", torch.arange(n))
         self.encoder, self.decoder = resolve_networks(networks)(self.image_shape, n, latent_dim)
-        alpha = self.default_kl_weight if kl_weight is None else float(kl_weight)
-        beta = self.default_supervision_weight if supervision_weight is None else supervision_weight
-        if alpha <= 0:
-            raise ValueError(f"kl_weight must be positive, got {alpha}")
         prior_scale = self.default_prior_scale if prior_scale is None else float(prior_scale)
         if prior_scale <= 0:
             raise ValueError(f"prior_scale must be positive, got {prior_scale}")
+        alpha = self.default_kl_weight if kl_weight is None else float(kl_weight)
+        if kl_weight is None and self.kl_weight_follows_prior_scale:
+            alpha *= (self.default_prior_scale / prior_scale) ** 2
+        beta = self.default_supervision_weight if supervision_weight is None else supervision_weight
+        if alpha <= 0:
+            raise ValueError(f"kl_weight must be positive, got {alpha}")
         self.kl_weight = alpha
         self.supervision_weight = float(beta)
         self.prior_scale = float(prior_scale)

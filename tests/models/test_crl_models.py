@@ -291,3 +291,18 @@ def test_supervision_term_is_the_kl_to_the_structural_prior(scale):
     ).sum(-1)
     log_factor = trace.nodes["b_supervision"]["fn"].log_factor
     torch.testing.assert_close(log_factor, -2.0 * expected)
+
+
+@pytest.mark.parametrize("cls", [SCMVAE, ConditionalVAE])
+def test_noise_kl_weight_keeps_the_reference_balance_with_the_prior_scale(cls):
+    # alpha = 0.1 / lambda_2^2: the reference's 0.1 at its unit-variance prior, 10 at the
+    # default 0.1 (the supervision term scales with 1 / lambda_2^2 and alpha with it).
+    assert build(cls).kl_weight == 10.0
+    assert build(cls, prior_scale=1.0).kl_weight == pytest.approx(0.1)
+    assert build(cls, prior_scale=0.5).kl_weight == pytest.approx(0.4)
+    assert build(cls, prior_scale=1.0, kl_weight=2.0).kl_weight == 2.0
+    model = build(cls, prior_scale=1.0)
+    assert CRLModel.from_blob(model.to_blob()).kl_weight == model.kl_weight  # saved, not re-derived
+    # ICM-VAE (its own annealed objective) and the beta-VAE keep their fixed defaults.
+    assert build(ICMVAE, prior_scale=1.0).kl_weight == build(ICMVAE).kl_weight == 0.1
+    assert build(BetaVAE, prior_scale=1.0).kl_weight == 4.0
