@@ -149,8 +149,8 @@ class SVITrainer:
             (ICM-VAE: 2,425 against 2,080). An earlier version cleared Adam's moments instead
             of restoring them; the large first steps of fresh moments made the next epoch
             spike too (7 of the 12 rolled-back fits of the full representation benchmark
-            rolled back several epochs in a row; Pendulum SCM-VAE seed 1 four, ending at lr
-            1.25e-4, where restoring the moments gives one rollback and lr 1e-3).
+            rolled back several epochs in a row; Pendulum SCM-VAE seed 1 at alpha 0.1 four,
+            ending at lr 1.25e-4, where restoring the moments gives one rollback and lr 1e-3).
         spike_lr_factor: Learning-rate multiplier applied at each rollback.
         progress: Show a progress bar.
     """
