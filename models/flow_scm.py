@@ -19,7 +19,7 @@ import torch
 from pyro import poutine
 from scipy.stats import chi2
 from torch import Tensor, nn
-from torch.distributions import constraints
+from torch.distributions import Independent, Normal, constraints
 from torch.distributions.transforms import Transform
 
 from pyrocausal.graph import CausalGraph, GraphError
@@ -204,14 +204,17 @@ class SCM(nn.Module):
         if getattr(self.stacks[g], "raw_units", False):  # hand-written / discrete mechanisms
             parents = {p: values[p] for p in self.graph.parents(node)}
             return self.stacks[g].distribution(k, parents, batch_shape)
-        context = self._context(node, values)
-        flow = self.flow(node, context)
-        if context is not None:
-            batch_shape = torch.broadcast_shapes(batch_shape, context.shape[:-1])
-        base = ZukoBase(flow.base.expand(batch_shape))
+        stack = self.stacks[g]
+        transform, shape = stack.transform(k, self._context(node, values))
+        batch_shape = torch.broadcast_shapes(batch_shape, shape)
+        # The flow's base, built once at its final shape; its parameters are the stack's
+        # fixed buffers (0 and 1), so they need no validation.
+        shape = (*batch_shape, 1)
+        normal = Normal(stack.base_loc.expand(shape), stack.base_scale.expand(shape), False)
+        base = ZukoBase(Independent(normal, 1, validate_args=False))
         i = self._index[node]
         return dist.TransformedDistribution(
-            base, _NodeTransform(flow.transform, self.loc[i], self.scale[i])
+            base, _NodeTransform(transform, self.loc[i], self.scale[i])
         )
 
     def model(

@@ -655,6 +655,17 @@ class StackedMechanism(nn.Module):
         Returns:
             A Zuko normalizing flow over one feature (event shape ``(1,)``).
         """
+        transform, batch_shape = self.transform(slot, context)
+        base = DiagNormal(self.base_loc, self.base_scale)
+        if batch_shape:
+            base = base.expand(batch_shape)
+        return NormalizingFlow(transform, base)
+
+    def transform(self, slot: int, context: Tensor | None) -> tuple[Transform, Size]:
+        """The transform (standardized value -> noise) of :meth:`flow` and its batch shape.
+
+        The batch shape is the one its parameters carry (the context's, ``()`` for a root).
+        """
         pa = self.parents[slot]
         if pa and (context is None or context.shape[-1] != len(pa)):
             raise ValueError(f"expected a context of {len(pa)} parent value(s)")
@@ -683,10 +694,7 @@ class StackedMechanism(nn.Module):
         if not pa:  # unconditional: drop the dummy batch dimension
             steps = [_squeeze_transform(t) for t in steps]
         transform = DependentTransform(ComposedTransform(*steps), 1)
-        base = DiagNormal(self.base_loc, self.base_scale)
-        if pa and mean.dim() > 1:
-            base = base.expand(mean.shape[:-1])
-        return NormalizingFlow(transform, base)
+        return transform, (mean.shape[:-1] if pa else Size())
 
 
 def _squeeze_transform(t: Transform) -> Transform:
