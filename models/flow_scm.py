@@ -205,12 +205,16 @@ class SCM(nn.Module):
             parents = {p: values[p] for p in self.graph.parents(node)}
             return self.stacks[g].distribution(k, parents, batch_shape)
         stack = self.stacks[g]
-        transform, shape = stack.transform(k, self._context(node, values))
-        batch_shape = torch.broadcast_shapes(batch_shape, shape)
+        transform, flow_batch = stack.transform(k, self._context(node, values))
+        batch_shape = torch.broadcast_shapes(batch_shape, flow_batch)
         # The flow's base, built once at its final shape; its parameters are the stack's
         # fixed buffers (0 and 1), so they need no validation.
-        shape = (*batch_shape, 1)
-        normal = Normal(stack.base_loc.expand(shape), stack.base_scale.expand(shape), False)
+        noise_shape = (*batch_shape, 1)
+        normal = Normal(
+            stack.base_loc.expand(noise_shape),
+            stack.base_scale.expand(noise_shape),
+            validate_args=False,
+        )
         base = ZukoBase(Independent(normal, 1, validate_args=False))
         i = self._index[node]
         return dist.TransformedDistribution(
