@@ -77,7 +77,7 @@ class _NodeTransform(Transform):
 
     def log_abs_det_jacobian(self, u: Tensor, x: Tensor) -> Tensor:
         z = ((x - self.loc) / self.scale).unsqueeze(-1)
-        z = z.expand(torch.broadcast_shapes(z.shape, u.shape))  # u carries the flow's batch
+        z = z.expand(_broadcast(z.shape, u.shape))  # u carries the flow's batch
         return self.scale.log() - self.flow_transform.log_abs_det_jacobian(z, u)
 
     def forward_shape(self, shape: Sequence[int]) -> torch.Size:
@@ -206,7 +206,7 @@ class SCM(nn.Module):
             return self.stacks[g].distribution(k, parents, batch_shape)
         stack = self.stacks[g]
         transform, flow_batch = stack.transform(k, self._context(node, values))
-        batch_shape = torch.broadcast_shapes(batch_shape, flow_batch)
+        batch_shape = _broadcast(batch_shape, flow_batch)
         # The flow's base, built once at its final shape; its parameters are the stack's
         # fixed buffers (0 and 1), so they need no validation.
         noise_shape = (*batch_shape, 1)
@@ -242,7 +242,7 @@ class SCM(nn.Module):
             for node in self.graph.nodes:
                 d = self.distribution(node, values, batch)
                 x = pyro.sample(node, d, obs=data.get(node))
-                values[node] = x.expand(torch.broadcast_shapes(x.shape, d.batch_shape))
+                values[node] = x.expand(_broadcast(x.shape, d.batch_shape))
         return values
 
     def guide(
@@ -992,6 +992,16 @@ def _describe(spec: Mechanism) -> str:
     hidden = "x".join(map(str, spec.hidden_features))
     name = "quadratic" if getattr(spec, "degree", 1) == 2 else spec.name
     return f"{name}({hidden})" if hidden else name
+
+
+def _broadcast(a: Sequence[int], b: Sequence[int]) -> torch.Size:
+    """``torch.broadcast_shapes(a, b)``, without its cost in the common cases of a query
+    (equal shapes, or one of them empty): about 0.1 ms a call, twice per node and query."""
+    if len(b) == 0 or tuple(a) == tuple(b):
+        return torch.Size(a)
+    if len(a) == 0:
+        return torch.Size(b)
+    return torch.broadcast_shapes(a, b)
 
 
 def _num_rows(data: Mapping[str, Tensor], num_rows: int | None) -> int:

@@ -528,6 +528,8 @@ class StackedMechanism(nn.Module):
         self.free = nn.Parameter(torch.zeros(g, 1, sum(self._free_sizes)))
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
+        # Per-slot index tensors and (outside autograd) weight slices; see _slot_weight.
+        self._slot_cache: dict[tuple, Any] = {}
         for layer, (a, b) in enumerate(zip(widths[1:-1], widths[2:]), start=1):
             scale = 0.0 if layer == len(widths) - 2 else a**-0.5
             self.weights.append(nn.Parameter((torch.rand(g, a, b) * 2 - 1) * scale))
@@ -661,6 +663,54 @@ class StackedMechanism(nn.Module):
             base = base.expand(batch_shape)
         return NormalizingFlow(transform, base)
 
+    def _slot_pairs(self, slot: int) -> tuple[Tensor | None, Tensor | None]:
+        """Positions in node ``slot``'s context of the factors of its quadratic terms.
+
+        Fixed by the graph, so computed once per slot and device (``(None, None)`` when the
+        node has no quadratic terms).
+        """
+        key = ("pairs", slot, self.mask.device)
+        if key not in self._slot_cache:
+            pa = self.parents[slot]
+            pairs = self._parent_pairs(pa)
+            if not pairs:
+                self._slot_cache[key] = (None, None)
+            else:
+                where = {c: k for k, c in enumerate(pa)}
+                index = torch.tensor(
+                    [[where[i] for i, _ in pairs], [where[j] for _, j in pairs]],
+                    device=self.mask.device,
+                )
+                self._slot_cache[key] = (index[0], index[1])
+        return self._slot_cache[key]
+
+    def _slot_weight(self, slot: int) -> Tensor:
+        """Node ``slot``'s masked input weights over its own inputs (parents, then pairs).
+
+        Outside autograd (queries), the slice is kept until the weights change: the key
+        holds the tensors' storage and in-place version counters, which every optimizer
+        step, ``load_state_dict`` and ``.to()`` move. Under autograd it is sliced afresh so
+        that gradients reach ``weight_in``.
+        """
+        w, m = self.weight_in, self.mask
+        rows_key = ("rows", slot, m.device)
+        rows = self._slot_cache.get(rows_key)
+        if rows is None:
+            pa = self.parents[slot]
+            index = list(pa) + [self._pair_rows[p] for p in self._parent_pairs(pa)]
+            rows = self._slot_cache[rows_key] = torch.tensor(index, device=m.device)
+        if torch.is_grad_enabled() and w.requires_grad:
+            return w[slot].index_select(0, rows) * m[slot].index_select(0, rows)
+        version = (w.data_ptr(), w._version, m.data_ptr(), m._version, w.dtype, w.device)
+        cached = self._slot_cache.get(("weight", slot))
+        if cached is None or cached[0] != version:
+            weight = (w[slot].index_select(0, rows) * m[slot].index_select(0, rows)).detach()
+            # The aliases keep the keyed storages alive, so no other tensor can reuse
+            # their addresses while the entry stands.
+            cached = (version, weight, w.detach(), m)
+            self._slot_cache[("weight", slot)] = cached
+        return cached[1]
+
     def transform(self, slot: int, context: Tensor | None) -> tuple[Transform, Size]:
         """The transform (standardized value -> noise) of :meth:`flow` and its batch shape.
 
@@ -670,15 +720,12 @@ class StackedMechanism(nn.Module):
         if pa and (context is None or context.shape[-1] != len(pa)):
             raise ValueError(f"expected a context of {len(pa)} parent value(s)")
         if pa:
-            pairs = self._parent_pairs(pa)
-            rows = list(pa) + [self._pair_rows[p] for p in pairs]
-            if pairs:  # quadratic terms, from the parents' positions in the context
-                where = {c: k for k, c in enumerate(pa)}
-                a = [where[i] for i, _ in pairs]
-                b = [where[j] for _, j in pairs]
-                context = torch.cat([context, context[..., a] * context[..., b]], dim=-1)
-            weight = self.weight_in[slot, rows] * self.mask[slot, rows]
-            h = context @ weight + self.bias_in[slot, 0]
+            a, b = self._slot_pairs(slot)
+            if a is not None:  # quadratic terms, from the parents' positions in the context
+                context = torch.cat(
+                    [context, context.index_select(-1, a) * context.index_select(-1, b)], dim=-1
+                )
+            h = context @ self._slot_weight(slot) + self.bias_in[slot, 0]
         else:
             h = self.bias_in[slot]  # (1, K): a dummy batch dimension, dropped below
         mean, inv_scale = h[..., :1], torch.exp(-h[..., 1:2])

@@ -32,6 +32,37 @@ def test_batched_density_equals_each_nodes_flow(spec):
             assert torch.allclose(noise[g], flow.transform(x[:, g : g + 1])[:, 0], atol=1e-5)
 
 
+def test_query_time_weight_cache_follows_every_change_of_the_weights():
+    """Outside autograd a node's weight slice is cached; any change of the weights shows."""
+    torch.manual_seed(0)
+    parents = [[], [0], [0, 1]]
+    stack = pc.LinearGaussian(degree=2).build(parents, num_features=3)
+    x = torch.randn(50, 3)
+    stack.initialize(x, torch.arange(3))
+
+    def noise(s, rows):
+        return s.transform(2, rows[:, :2])[0](rows[:, 2:3])
+
+    def fresh(s, rows):  # under autograd: never cached
+        with torch.enable_grad():
+            return noise(s, rows).detach()
+
+    with torch.no_grad():
+        before = noise(stack, x)
+        assert torch.equal(before, fresh(stack, x))
+        stack.weight_in.add_(0.5)  # in place, as an optimizer step
+        after = noise(stack, x)
+        assert not torch.allclose(after, before)
+        assert torch.equal(after, fresh(stack, x))
+        other = pc.LinearGaussian(degree=2).build(parents, num_features=3)
+        other.initialize(x.flip(0) * 2, torch.arange(3))
+        stack.load_state_dict(other.state_dict())
+        assert torch.equal(noise(stack, x), fresh(other, x))
+        double = stack.double()
+        assert noise(double, x.double()).dtype == torch.float64
+        assert torch.allclose(noise(double, x.double()), fresh(other, x).double(), atol=1e-6)
+
+
 def test_closed_form_nodes_are_least_squares_on_every_row_and_stay_there():
     truth = load_scm("triangle_linear")
     data = truth.sample(2000, seed=0)

@@ -68,7 +68,7 @@ def test_quick_run_on_chain_linear(tmp_path):
         assert any("causalflows" in note for note in written["notes"])
 
     cell = written["table"]["chain_linear"]["pyrocausal"]
-    for metric in ("cf_rmse", "ate_rmse", "obs_mmd", "int_mmd", "loglik", "fit_seconds"):
+    for metric in suite.METRICS:
         assert cell[metric]["n"] == 1
         assert math.isfinite(cell[metric]["mean"]), metric
     # A linear chain is easy: the counterfactuals must be close to the truth.
