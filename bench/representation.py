@@ -27,12 +27,14 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
 from pyrocausal.inference.crl import (
+    CRL_MODELS,
     counterfactual_references,
     evaluate_crl,
     summarize,
@@ -209,6 +211,21 @@ def claims(table: pd.DataFrame, references: pd.DataFrame | None = None) -> list[
     return lines
 
 
+def _model_config(
+    model: str, dataset: str, args: argparse.Namespace, model_kwargs: dict[str, Any]
+) -> dict[str, Any]:
+    """The constructor arguments ``train_crl`` would give the model now (JSON round trip)."""
+    from pyrocausal.datasets.images import get_dataset
+
+    net = CRL_MODELS[model].from_dataset(
+        get_dataset(dataset),
+        latent_dim=args.latent_dim,
+        networks=args.networks,
+        **model_kwargs,
+    )
+    return json.loads(json.dumps(net.config(), default=float))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -241,9 +258,13 @@ def main(argv: list[str] | None = None) -> int:
             for seed in args.seeds:
                 run_dir = out / dataset / model / f"seed{seed}"
                 done = run_dir / "metrics.json"
+                expected = _model_config(model, dataset, args, model_kwargs)
                 if done.exists() and not args.rerun:
                     previous = json.loads(done.read_text())
-                    if previous.get("budget") == budget:  # same settings: reuse the run
+                    # Same settings and the same model (a changed default, e.g. a loss
+                    # weight, changes the config): reuse the run.
+                    same_model = previous.get("model_config") == expected
+                    if previous.get("budget") == budget and same_model:
                         print(f"{dataset} {model} seed {seed}: reusing {done}", flush=True)
                         results.append(previous)
                         continue
@@ -279,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
                 metrics["seed"] = seed
                 metrics["train_seconds"] = trained
                 metrics["budget"] = budget
+                metrics["model_config"] = run.model.config()
                 done.write_text(json.dumps(metrics, indent=1, default=float))
                 results.append(metrics)
                 print(
