@@ -366,6 +366,9 @@ class Auto:
     two-SE rule of the pilot kept it out on two seeds of three; with no margin at all it
     took near-ties (0.06-0.24 SE) from networks still short of data (3,000 rows) and cost
     them accuracy (the non-linear fork's ATE error 0.125 against 0.036), hence half an SE.
+    A negative ``challenge_se_rule`` lets the quadratic take near-ties too: it replaces the
+    mechanism unless its NLL is *higher* by more than ``-challenge_se_rule`` standard errors
+    (what :meth:`light` does, whose MAFs are large enough to tie a product of the parents).
 
     Arguments:
         candidates: Mechanisms in order of preference.
@@ -373,7 +376,8 @@ class Auto:
         pilot_rows: Training rows used for the selection (all when ``None``).
         se_rule: How many paired standard errors a later candidate must win by.
         challenge_se_rule: The same, for a closed-form candidate listed after a network
-            against the node's trained mechanism.
+            against the node's trained mechanism (negative: the candidate wins unless it is
+            worse by more than that many standard errors).
         nested_alpha: Where the node kept the linear regression, the quadratic one replaces
             it when the F-test (likelihood ratio of the nested least-squares fits on every
             row) rejects linearity at this level. A held-out likelihood cannot see the mild
@@ -394,7 +398,7 @@ class Auto:
     # triangle: CF RMSE 0.46 against 0.07 for MAF; see bench/results): a spline whose shape
     # depends on the parents does not keep the unit's noise rank-equivalent across worlds.
     # Add it explicitly with Auto(candidates=(..., NSF())) when nothing else fits.
-    # The networks are 32x32 (Auto.light(), the default, keeps 16x16 MAFs for its fit time):
+    # The networks are 32x32 (Auto.light(), the default, has 24x24 MAFs for its fit time):
     # over the benchmark's ten non-linear SCMs and 3 seeds, 32x32 candidates
     # gave closer counterfactuals where a steep link needs the capacity (triangle 0.077 vs
     # 0.122, fork 0.050 vs 0.062 CF RMSE) at 1.5-2x the time per step.
@@ -414,19 +418,22 @@ class Auto:
     @classmethod
     def light(cls) -> Auto:
         """The default of :class:`~pyrocausal.SCM`: least squares where a node is linear, a
-        16x16 :class:`MAF` otherwise, and the quadratic regression where it beats the
-        trained MAF on held-out rows or where an F-test rejects the linear one (see
+        24x24 :class:`MAF` otherwise, and the quadratic regression where it ties or beats
+        the trained MAF on held-out rows (within half a standard error, see
+        ``challenge_se_rule``) or where an F-test rejects the linear one (see
         ``nested_alpha``).
 
         No noise splines and one network size, so a fit costs about as much as an all-MAF
         fit, less where nodes are closed-form; the pilot takes a tenth of the epochs (the
         chosen MAFs then train for the other nine tenths). On the benchmark
-        (``bench/scm_suite.py``, 17 SCMs, 3 seeds) its counterfactuals were no worse than
-        the best peer's on 11 SCMs and never worse than 1.2 times (an all-MAF model: 3, and
-        up to 5 times); the F-test took the large backdoor from 2.5 to 1.1 times DoWhy-gcm's
-        error, the shorter pilot the non-linear triangle from 1.26 to 1.07 times CausalMAF's.
-        The full :class:`Auto` (``"auto"``) adds additive- and location-scale-noise
-        mechanisms with 32x32 networks: closer counterfactuals on the non-linear and
+        (``bench/scm_suite.py``, 17 SCMs, 3 seeds) 24x24 MAFs gave closer counterfactuals
+        than 16x16 ones where a link is steep or the noise is not additive (CF RMSE / best
+        peer: non-linear triangle 0.78 against 1.07, multiplicative triangle 1.06 against
+        1.20, VACA non-additive 1.09 against 1.18); a MAF of that size ties the quadratic
+        on the symmetric product ``x1 x2``, where only the quadratic extrapolates, hence
+        the quadratic wins near-ties. The F-test took the large backdoor from 2.5 to 1.1
+        times DoWhy-gcm's error. The full :class:`Auto` (``"auto"``) adds additive- and
+        location-scale-noise mechanisms with 32x32 networks: closer counterfactuals on the
         non-additive SCMs at 1.4 to 3 times the fitting time.
 
         Example:
@@ -434,7 +441,9 @@ class Auto:
             ['LinearGaussian', 'MAF', 'LinearGaussian']
         """
         return cls(
-            candidates=(LinearGaussian(), MAF(), LinearGaussian(degree=2)), pilot_fraction=0.1
+            candidates=(LinearGaussian(), MAF(hidden_features=(24, 24)), LinearGaussian(degree=2)),
+            pilot_fraction=0.1,
+            challenge_se_rule=-0.5,
         )
 
     def __post_init__(self) -> None:
