@@ -112,7 +112,7 @@ class SCM(nn.Module):
             fits about as fast as an all-MAF model or faster, and faster than one causalflows
             ``CausalMAF`` at equal epochs. ``"auto"`` adds additive- and location-scale-noise
             mechanisms with 32x32 networks: the most accurate choice on
-            ``bench/scm_suite.py`` (15 of 17 SCMs against 11), at about six times the
+            ``bench/scm_suite.py`` (15 of 17 SCMs against 12), at about five times the
             default's fitting time.
 
     Example:
