@@ -255,10 +255,10 @@ def main(argv: list[str] | None = None) -> int:
     for dataset in args.datasets:
         oracle = get_oracle(dataset, out, settings, device, seed=0)
         for model in args.models:
+            expected = _model_config(model, dataset, args, model_kwargs)
             for seed in args.seeds:
                 run_dir = out / dataset / model / f"seed{seed}"
                 done = run_dir / "metrics.json"
-                expected = _model_config(model, dataset, args, model_kwargs)
                 if done.exists() and not args.rerun:
                     previous = json.loads(done.read_text())
                     # Same settings and the same model (a changed default, e.g. a loss

@@ -33,6 +33,7 @@ from pyrocausal.mechanisms import (
     Mechanism,
     StackedMechanism,
     ZukoBase,
+    beats,
     mechanism_from_config,
 )
 from pyrocausal.validation import Intervention, check_frame, check_intervention
@@ -582,7 +583,7 @@ class SCM(nn.Module):
                     if p_value < self.auto.nested_alpha:
                         mechanisms[node], current[i] = spec, nll[i]
                     continue
-                if _beats(nll[i], current[i], self.auto.challenge_se_rule):
+                if beats(nll[i], current[i], self.auto.challenge_se_rule):
                     mechanisms[node], current[i] = spec, nll[i]
             name = _describe(mechanisms[node])
             self.selection.loc[node, "chosen"] = name
@@ -989,14 +990,6 @@ def _describe(spec: Mechanism) -> str:
     hidden = "x".join(map(str, spec.hidden_features))
     name = "quadratic" if getattr(spec, "degree", 1) == 2 else spec.name
     return f"{name}({hidden})" if hidden else name
-
-
-def _beats(challenger: Tensor, incumbent: Tensor, se_rule: float) -> bool:
-    """Whether per-row held-out NLLs ``challenger`` beat ``incumbent`` by more than ``se_rule``
-    paired standard errors (a negative ``se_rule``: whether they are worse by less)."""
-    diff = incumbent - challenger
-    se = diff.std() / math.sqrt(diff.numel()) if diff.numel() > 1 else diff.new_zeros(())
-    return float(diff.mean()) > se_rule * float(se) + 1e-9
 
 
 def _broadcast(a: Sequence[int], b: Sequence[int]) -> torch.Size:

@@ -23,6 +23,7 @@ __all__ = [
     "SharedKnotRQSTransform",
     "StackedMechanism",
     "ZukoBase",
+    "beats",
     "mechanism_from_config",
 ]
 
@@ -456,12 +457,9 @@ class Auto:
 
     def select(self, nll: Tensor) -> int:
         """Index of the chosen candidate from held-out per-row NLLs ``(candidates, rows)``."""
-        mean = nll.mean(-1)
-        best = int(mean.argmin())
+        best = int(nll.mean(-1).argmin())
         for c in range(len(self.candidates)):
-            diff = nll[c] - nll[best]
-            se = diff.std() / math.sqrt(diff.numel()) if diff.numel() > 1 else diff.new_zeros(())
-            if float(diff.mean()) <= self.se_rule * float(se) + 1e-9:
+            if not beats(nll[best], nll[c], self.se_rule):
                 return c
         return best
 
@@ -553,6 +551,10 @@ class StackedMechanism(nn.Module):
             return []
         return [(min(a, b), max(a, b)) for k, a in enumerate(pa) for b in pa[k:]]
 
+    def _input_rows(self, pa: Sequence[int]) -> list[int]:
+        """A node's rows of the input matrix: its parents' columns, then their pair terms."""
+        return list(pa) + [self._pair_rows[p] for p in self._parent_pairs(pa)]
+
     def _features(self, x: Tensor) -> Tensor:
         """The input rows: the columns, then their products when the regression is quadratic."""
         if not self._pair_rows:
@@ -570,7 +572,7 @@ class StackedMechanism(nn.Module):
         features = self._features(x)
         for g, (pa, col) in enumerate(zip(self.parents, columns.tolist())):
             y = x[:, col]
-            rows = list(pa) + [self._pair_rows[p] for p in self._parent_pairs(pa)]
+            rows = self._input_rows(pa)
             design = torch.cat([features[:, rows], torch.ones_like(y)[:, None]], dim=1)
             coef = torch.linalg.lstsq(design.double(), y.double()[:, None]).solution[:, 0]
             resid = y.double() - design.double() @ coef
@@ -705,8 +707,7 @@ class StackedMechanism(nn.Module):
         rows_key = ("rows", slot, m.device)
         rows = self._slot_cache.get(rows_key)
         if rows is None:
-            pa = self.parents[slot]
-            index = list(pa) + [self._pair_rows[p] for p in self._parent_pairs(pa)]
+            index = self._input_rows(self.parents[slot])
             rows = self._slot_cache[rows_key] = torch.tensor(index, device=m.device)
         if torch.is_grad_enabled() and w.requires_grad:
             return w[slot].index_select(0, rows) * m[slot].index_select(0, rows)
@@ -751,6 +752,20 @@ class StackedMechanism(nn.Module):
             steps = [_squeeze_transform(t) for t in steps]
         transform = DependentTransform(ComposedTransform(*steps), 1)
         return transform, (mean.shape[:-1] if pa else Size())
+
+
+def beats(challenger: Tensor, incumbent: Tensor, se_rule: float) -> bool:
+    """Whether per-row held-out NLLs ``challenger`` beat ``incumbent`` by more than ``se_rule``
+    paired standard errors (a negative ``se_rule``: whether they are worse by less).
+
+    Example:
+        >>> import torch
+        >>> beats(torch.tensor([1.0, 1.1, 0.9]), torch.tensor([2.0, 2.1, 1.9]), 2.0)
+        True
+    """
+    diff = incumbent - challenger
+    se = diff.std() / math.sqrt(diff.numel()) if diff.numel() > 1 else diff.new_zeros(())
+    return float(diff.mean()) > se_rule * float(se) + 1e-9
 
 
 def _squeeze_transform(t: Transform) -> Transform:

@@ -7,7 +7,7 @@ import torch
 
 import pyrocausal as pc
 from pyrocausal.datasets import load_scm
-from pyrocausal.mechanisms import Auto
+from pyrocausal.mechanisms import Auto, beats
 
 
 @pytest.mark.parametrize(
@@ -186,17 +186,15 @@ def test_a_significant_curvature_replaces_the_linear_regression():
 
 def test_the_challenge_rule_is_signed():
     """A positive rule asks the challenger to win by a margin, a negative one lets it tie."""
-    from pyrocausal.models.flow_scm import _beats
-
     torch.manual_seed(0)
     incumbent = torch.randn(400) + 1.0
     noise = 0.05 * torch.randn(400)
     se = float(noise.std()) / 20.0  # paired standard error of the difference
     slightly_worse = incumbent + noise - float(noise.mean()) + 0.2 * se
     clearly_better = incumbent + noise - float(noise.mean()) - 3.0 * se
-    assert _beats(clearly_better, incumbent, 0.5)
-    assert not _beats(slightly_worse, incumbent, 0.5)
-    assert not _beats(slightly_worse, incumbent, 0.0)
-    assert _beats(slightly_worse, incumbent, -0.5)
-    assert not _beats(slightly_worse + 2.0 * se, incumbent, -0.5)
+    assert beats(clearly_better, incumbent, 0.5)
+    assert not beats(slightly_worse, incumbent, 0.5)
+    assert not beats(slightly_worse, incumbent, 0.0)
+    assert beats(slightly_worse, incumbent, -0.5)
+    assert not beats(slightly_worse + 2.0 * se, incumbent, -0.5)
     assert Auto.light().challenge_se_rule < 0 < Auto().challenge_se_rule
