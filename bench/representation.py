@@ -226,6 +226,20 @@ def _model_config(
     return json.loads(json.dumps(net.config(), default=float))
 
 
+def _run_config(metrics: dict[str, Any], run_dir: Path) -> dict[str, Any] | None:
+    """The model config of a finished run, in the current format: from its metrics, or from
+    its saved ``model.pt`` for runs whose metrics predate the field."""
+    from pyrocausal.models.crl_base import CRLModel
+
+    config = metrics.get("model_config")
+    if config is None:
+        saved = run_dir / "model.pt"
+        if not saved.exists():
+            return None
+        config = torch.load(saved, map_location="cpu", weights_only=True)["config"]
+    return json.loads(json.dumps(CRLModel.upgrade_config(config), default=float))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -263,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
                     previous = json.loads(done.read_text())
                     # Same settings and the same model (a changed default, e.g. a loss
                     # weight, changes the config): reuse the run.
-                    same_model = previous.get("model_config") == expected
+                    same_model = _run_config(previous, run_dir) == expected
                     if previous.get("budget") == budget and same_model:
                         print(f"{dataset} {model} seed {seed}: reusing {done}", flush=True)
                         results.append(previous)

@@ -12,8 +12,10 @@ different latent mechanism and a different supervision term:
         [labels given] factor  -beta * KL(N(z_i, I) || p(z_i | y, z_pa(i)))   "<factor>_supervision"
     x ~ Bernoulli(logits = decoder(z_1, ..., z_n))         site "image"
 
-and the guide is the amortized encoder ``q(eps | x)``, one site ``"<factor>_base"`` per
-block. Abduction is therefore a trace of the guide, action is :func:`pyro.do` on the factor
+and the guide is the amortized encoder, one site ``"<factor>_base"`` per block: either
+``q(eps | x)`` directly, or ``q(z | x)`` pushed through the inverse mechanisms
+(``abduction="latent"``, the default of :class:`~pyrocausal.models.icm_vae.ICMVAE`).
+Abduction is therefore a trace of the guide, action is :func:`pyro.do` on the factor
 sites, and prediction replays the abducted noise through the intervened program: the
 intervened factor's descendants are recomputed by their mechanisms from their own noise.
 
@@ -138,7 +140,8 @@ class CRLModel(PyroModule):
             path ``"module:function"``, or a factory
             ``(image_shape, n_blocks, block_features) -> (encoder, decoder)``. Only named
             networks can be saved with :meth:`save`.
-        kl_weight: ``alpha``, the weight of ``KL(q(eps | x) || N(0, I))`` (default: the
+        kl_weight: ``alpha``, the weight of ``KL(q(eps | x) || N(0, I))``, which equals
+            ``KL(q(z | x) || p(z))`` under the mechanisms' change of variables (default: the
             class's :attr:`default_kl_weight`, times ``(default_prior_scale /
             prior_scale)^2`` for the classes whose :attr:`kl_weight_follows_prior_scale`
             is set). Must be positive.
@@ -153,11 +156,23 @@ class CRLModel(PyroModule):
             change the images. Measured on Pendulum (SCM-VAE, 2,048 images, 20 epochs): the
             oracle's error on the intervened angle was 18.5 degrees with scale 1 (23.4 for
             no intervention at all) and 6.7 degrees with 0.1.
+        abduction: What the encoder infers. ``"noise"``: ``q(eps | x)``, a Gaussian over each
+            factor's exogenous noise, pushed through the mechanisms (the reference code).
+            ``"latent"``: ``q(z | x)``, a Gaussian over each factor's latent block; the
+            guide's noise site is its exact push-forward through the inverse mechanism,
+            ``eps_i = f_i^{-1}(z_i; z_pa(i))`` (a Pyro ``TransformedDistribution``), so the
+            ELBO is ``KL(q(z | x) || p(z))`` with the mechanisms' change of variables, and
+            abduction is the exact inverse of the encoded latents. The two are the same
+            family of posteriors; they differ in what gradient descent can move: with
+            ``"noise"`` a mechanism can only explain more of a child's block if the encoder
+            moves the child's noise the opposite way at the same time, a direction that only
+            the (small) noise KL favours. Default: the class's :attr:`default_abduction`.
     """
 
     default_kl_weight: ClassVar[float] = 0.1
     default_supervision_weight: ClassVar[float] = 1.0
     default_prior_scale: ClassVar[float] = 0.1
+    default_abduction: ClassVar[str] = "noise"
     #: Whether the default ``kl_weight`` scales with the prior's precision ``1 / lambda_2^2``
     #: (so that its ratio to the supervision term does not depend on ``prior_scale``).
     kl_weight_follows_prior_scale: ClassVar[bool] = False
@@ -181,6 +196,7 @@ class CRLModel(PyroModule):
         kl_weight: float | None = None,
         supervision_weight: float | None = None,
         prior_scale: float | None = None,
+        abduction: str | None = None,
     ) -> None:
         super().__init__()
         self.graph = graph if isinstance(graph, CausalGraph) else CausalGraph(graph)
@@ -220,6 +236,10 @@ class CRLModel(PyroModule):
         self.kl_weight = alpha
         self.supervision_weight = float(beta)
         self.prior_scale = float(prior_scale)
+        abduction = self.default_abduction if abduction is None else abduction
+        if abduction not in ("noise", "latent"):
+            raise ValueError(f"abduction must be 'noise' or 'latent', got {abduction!r}")
+        self.abduction = abduction
         self._config: dict[str, Any] = {
             "graph": self.graph.to_dict(),
             "image_shape": list(self.image_shape),
@@ -231,6 +251,7 @@ class CRLModel(PyroModule):
             "kl_weight": alpha,
             "supervision_weight": self.supervision_weight,
             "prior_scale": self.prior_scale,
+            "abduction": self.abduction,
         }
         self.metadata: dict[str, Any] = {}
 
@@ -328,7 +349,9 @@ class CRLModel(PyroModule):
             latents[name] = pyro.deterministic(name, value, event_dim=1)
             if ladj is not None:
                 log_det = ladj if log_det is None else log_det + ladj
-        if log_det is not None:
+        if log_det is not None and self.abduction == "noise":
+            # The reference objective's extra -alpha log|det dz/deps| (see ICMVAE). With
+            # abduction="latent" the Jacobian enters through the guide's push-forward instead.
             pyro.factor("log_det", alpha * log_det)
         if labels is not None and self.supervised and beta != 0.0:
             observed = ~torch.isnan(labels)
@@ -379,20 +402,42 @@ class CRLModel(PyroModule):
         kl_weight: float | None = None,
         supervision_weight: float | None = None,
     ) -> dict[str, Tensor]:
-        """The amortized encoder ``q(eps | x)``: one ``"<factor>_base"`` site per block."""
+        """The amortized encoder: one ``"<factor>_base"`` site per block.
+
+        With ``abduction="noise"`` each site is ``q(eps_i | x)``, a diagonal Gaussian; with
+        ``"latent"`` it is the push-forward of ``q(z_i | x)`` through the inverse mechanism
+        given the guide's own parent blocks (see :class:`CRLModel`).
+        """
         alpha, _ = self._weights(kl_weight, supervision_weight)
-        k = self.latent_dim
         loc, scale = self.encoder(images)
         noise: dict[str, Tensor] = {}
-        position = {name: j for j, name in enumerate(self.block_names)}
+        latents: dict[str, Tensor] = {}
         with pyro.plate("data", images.shape[0], dim=-1):
             for name in self.graph.nodes:  # the model's site order (mean-field check)
-                block = slice(position[name] * k, (position[name] + 1) * k)
+                block = self._block_slice(name)
+                posterior = dist.Normal(loc[:, block], scale[:, block]).to_event(1)
+                transform = None
+                if self.abduction == "latent":
+                    parents = {p: latents[p] for p in self.latent_parents(name)}
+                    transform = self._noise_transform(name, parents)
+                if transform is not None:
+                    posterior = dist.TransformedDistribution(posterior, [transform])
                 with poutine.scale(scale=alpha):
-                    noise[name] = pyro.sample(
-                        noise_site(name), dist.Normal(loc[:, block], scale[:, block]).to_event(1)
-                    )
+                    noise[name] = pyro.sample(noise_site(name), posterior)
+                if self.abduction == "latent":
+                    latents[name] = noise[name] if transform is None else transform.inv(noise[name])
         return noise
+
+    def _block_slice(self, name: str) -> slice:
+        """Columns of ``name``'s block in the encoder's and decoder's code."""
+        j = self.block_names.index(name)
+        return slice(j * self.latent_dim, (j + 1) * self.latent_dim)
+
+    def _noise_transform(self, name: str, parents: Mapping[str, Tensor]) -> Any:
+        """The inverse mechanism ``z_name -> eps_name`` given the parents' latents, as a
+        :class:`torch.distributions.Transform` (``None``: the identity). Used by the guide and
+        by abduction when ``abduction="latent"``."""
+        return None
 
     def _code(self, latents: Mapping[str, Tensor]) -> Tensor:
         return torch.cat([latents[name] for name in self.block_names], dim=-1)
@@ -400,12 +445,24 @@ class CRLModel(PyroModule):
     # ------------------------------------------------------------------ queries
     @torch.no_grad()
     def abduct(self, images: Tensor) -> dict[str, Tensor]:
-        """Abduction by the guide: the posterior mean of each factor's noise ``{factor: (N, k)}``.
+        """Abduction by the guide: each factor's noise ``{factor: (N, k)}``.
 
-        ``images`` are floats in ``[0, 1]`` or ``uint8`` (read as ``v / 255``)."""
+        With ``abduction="noise"``, the guide's posterior mean of the noise; with
+        ``"latent"``, the exact inverse mechanism of the posterior mean of the latent blocks
+        (so the factual latents are the encoder's means). ``images`` are floats in
+        ``[0, 1]`` or ``uint8`` (read as ``v / 255``)."""
         images = images.to(self.device)
         if images.dtype == torch.uint8:
             images = images.to(torch.float32) / 255.0
+        if self.abduction == "latent":
+            loc, _ = self.encoder(images)
+            latents = {name: loc[:, self._block_slice(name)] for name in self.graph.nodes}
+            noise = {}
+            for name in self.graph.nodes:
+                parents = {p: latents[p] for p in self.latent_parents(name)}
+                transform = self._noise_transform(name, parents)
+                noise[name] = latents[name] if transform is None else transform(latents[name])
+            return noise
         with poutine.block():
             trace = poutine.trace(self.guide).get_trace(images)
         return {name: trace.nodes[noise_site(name)]["fn"].mean for name in self.graph.nodes}
@@ -575,6 +632,14 @@ class CRLModel(PyroModule):
             "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
         }
 
+    @staticmethod
+    def upgrade_config(config: Mapping[str, Any]) -> dict[str, Any]:
+        """A saved :meth:`config` in the current format: arguments added since the file was
+        written get the value that the file's model was built with."""
+        config = dict(config)
+        config.setdefault("abduction", "noise")  # files before the option encoded the noise
+        return config
+
     @classmethod
     def from_blob(cls, blob: Mapping[str, Any]) -> CRLModel:
         """Rebuild a model from :meth:`to_blob`'s output."""
@@ -585,7 +650,7 @@ class CRLModel(PyroModule):
             raise ValueError(f"unknown model class {blob['class']!r}; known: {sorted(CRL_CLASSES)}")
         if not issubclass(klass, cls):
             raise TypeError(f"the file holds a {klass.__name__}, not a {cls.__name__}")
-        model = klass(**blob["config"])
+        model = klass(**cls.upgrade_config(blob["config"]))
         model.load_state_dict(blob["state_dict"])
         model.metadata = dict(blob.get("metadata", {}))
         return model

@@ -182,6 +182,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         spike_rollback=args.spike_rollback or None,
         out_dir=args.out or f"out/{args.model}-{args.dataset}",
         resume=args.resume,
+        **({} if args.abduction is None else {"abduction": args.abduction}),
     )
     print(f"trained {args.model} on {args.dataset}: {run.seconds_per_epoch:.1f} s/epoch")
     print(f"wrote {run.out_dir}/model.pt, checkpoint.pt and history.json")
@@ -386,6 +387,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="undo an epoch whose loss jumps by this factor and halve the rate (0: off)",
     )
     p.add_argument("--missing-labels", type=float, default=0.0, help="share of units unlabelled")
+    p.add_argument(
+        "--abduction",
+        choices=["latent", "noise"],
+        default=None,
+        help="what the encoder infers: the latent blocks (ICM-VAE's default) or the noise",
+    )
     p.add_argument("--train-size", type=int, default=None, help="use a subset of the split")
     p.add_argument("--out", default=None, help="output folder (default out/<model>-<dataset>)")
     p.add_argument("--resume", action="store_true", help="resume from OUT/checkpoint.pt")

@@ -97,3 +97,12 @@ def test_train_and_evaluate_a_representation_model(tmp_path, capsys):
     metrics = json.loads((out / "evaluation" / "metrics.json").read_text())
     assert 0.0 <= metrics["cf_image_mse"] < 1.0
     assert (out / "evaluation" / "counterfactuals.png").stat().st_size > 1000
+
+
+def test_train_passes_the_abduction_option(tmp_path):
+    from pyrocausal.models.crl_base import CRLModel
+
+    out = tmp_path / "icm"
+    assert main(["train", "icm-vae", "--dataset", "morpho", "--epochs", "1", "--train-size", "64",
+                 "--abduction", "noise", "--out", str(out), "--device", "cpu"]) == 0  # fmt: skip
+    assert CRLModel.load(out / "model.pt").abduction == "noise"

@@ -80,9 +80,10 @@ def test_training_lowers_the_loss(cls):
     assert after < 0.8 * before, (before, after)
 
 
+@pytest.mark.parametrize("abduction", ["noise", "latent"])
 @pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
-def test_counterfactual_of_the_factual_value_is_the_reconstruction(cls):
-    model = ready(cls)
+def test_counterfactual_of_the_factual_value_is_the_reconstruction(cls, abduction):
+    model = ready(cls, abduction=abduction)
     images, _ = toy_data(8, seed=1)
     recon = model.reconstruct(images)
     read = model.read_factors(images)
@@ -94,9 +95,10 @@ def test_counterfactual_of_the_factual_value_is_the_reconstruction(cls):
             torch.testing.assert_close(out.latents[node], recon.latents[node], atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("abduction", ["noise", "latent"])
 @pytest.mark.parametrize("cls", CAUSAL, ids=lambda c: c.__name__)
-def test_intervening_on_a_root_changes_its_descendants_only(cls):
-    model = ready(cls)
+def test_intervening_on_a_root_changes_its_descendants_only(cls, abduction):
+    model = ready(cls, abduction=abduction)
     images, _ = toy_data(8, seed=2)
     factual = model.reconstruct(images).latents
     out = model.counterfactual(images, {"a": units(1.5, "a")})
@@ -182,7 +184,9 @@ def test_do_on_a_child_uses_the_parents_of_the_intervened_world():
 
 @pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
 def test_save_load_round_trip(cls, tmp_path):
-    model = ready(cls)
+    # The non-default abduction, so that the option must travel with the file.
+    other = {"noise": "latent", "latent": "noise"}[cls.default_abduction]
+    model = ready(cls, abduction=other)
     images, codes = toy_data(32)
     SVITrainer(model, device="cpu", progress=False).fit((images, codes), epochs=1, batch_size=16)
     if cls is BetaVAE:
@@ -191,7 +195,7 @@ def test_save_load_round_trip(cls, tmp_path):
     model.save(path, metadata={"dataset": "toy"})
     loaded = CRLModel.load(path)
     assert type(loaded) is cls and loaded.metadata == {"dataset": "toy"}
-    assert loaded.block_names == model.block_names
+    assert loaded.block_names == model.block_names and loaded.abduction == other
     for key, value in model.state_dict().items():
         torch.testing.assert_close(loaded.state_dict()[key], value, atol=0, rtol=0)
     a = model.counterfactual(images[:4], {"a": 2.0})
@@ -219,12 +223,54 @@ def test_missing_labels_switch_supervision_off():
     assert loss(none) < loss(half) < loss(codes)
 
 
+@pytest.mark.parametrize("cls", CAUSAL, ids=lambda c: c.__name__)
+def test_latent_abduction_is_the_exact_inverse_of_the_encoded_blocks(cls):
+    """With ``abduction="latent"`` the guide's noise is the push-forward of ``q(z | x)``
+    through the inverse mechanisms: its log-density is the Gaussian's at ``z`` minus
+    ``log|det deps/dz|``, the model replays the guide's ``z`` exactly, and abduction returns
+    the noise whose mechanisms give back the encoder's means."""
+    model = build(cls, abduction="latent")
+    images, codes = toy_data(8, seed=3)
+    guide = poutine.trace(model.guide).get_trace(images, codes)
+    replay = poutine.trace(poutine.replay(model.model, trace=guide)).get_trace(images, codes)
+    loc, scale = model.encoder(images)
+    latents = {name: replay.nodes[name]["value"] for name in FACTORS}
+    assert "log_det" not in replay.nodes  # the Jacobian is in the guide's density instead
+    moved = 0.0
+    for name in FACTORS:
+        block = model._block_slice(name)
+        site = guide.nodes[f"{name}_base"]
+        z, eps = latents[name], site["value"]
+        parents = {p: latents[p] for p in GRAPH[name]}
+        transform = model._noise_transform(name, parents)
+        if transform is None:
+            torch.testing.assert_close(z, eps)
+            continue
+        torch.testing.assert_close(transform(z), eps, atol=1e-5, rtol=0)
+        gaussian = torch.distributions.Normal(loc[:, block], scale[:, block])
+        expected = gaussian.log_prob(z).sum(-1) - transform.log_abs_det_jacobian(z, eps)
+        torch.testing.assert_close(site["fn"].log_prob(eps), expected, atol=1e-4, rtol=1e-5)
+        moved = max(moved, float((eps - z).detach().abs().max()))
+    assert moved > 1e-3  # the children's mechanisms are not the identity
+    factual = model.reconstruct(images).latents
+    for name in FACTORS:
+        encoded = loc[:, model._block_slice(name)]
+        torch.testing.assert_close(factual[name], encoded, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="abduction"):
+        build(cls, abduction="posterior")
+
+
 def test_icm_vae_flow_options_and_log_det():
-    model = build(ICMVAE, flow="nsf")
+    """The reference objective's extra log-determinant factor is there only when the encoder
+    infers the noise; the default puts the Jacobian in the guide's push-forward."""
     images, codes = toy_data(8)
+    model = build(ICMVAE, flow="nsf", abduction="noise")
     trace = poutine.trace(model.model).get_trace(images, codes)
     assert "log_det" in trace.nodes
     assert trace.nodes["log_det"]["fn"].batch_shape == (8,)
+    model = build(ICMVAE, flow="nsf")
+    assert model.abduction == "latent"
+    assert "log_det" not in poutine.trace(model.model).get_trace(images, codes).nodes
     with pytest.raises(ValueError, match="unknown flow"):
         build(ICMVAE, flow="realnvp")
 
