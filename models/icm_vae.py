@@ -207,11 +207,8 @@ class ICMVAE(CRLModel):
     def _mechanism(
         self, name: str, noise: Tensor, parents: Mapping[str, Tensor]
     ) -> tuple[Tensor, Tensor]:
-        context = self._context(name, parents)
-        flow = self.flows[name]
-        transform = (flow() if context is None else flow(context)).transform
         # Zuko's transform maps z -> eps; its inverse is the mechanism eps -> z.
-        return transform.inv.call_and_ladj(noise)
+        return self._noise_transform(name, parents).inv.call_and_ladj(noise)
 
     def _noise_transform(self, name: str, parents: Mapping[str, Tensor]) -> Any:
         context = self._context(name, parents)
