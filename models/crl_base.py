@@ -14,7 +14,8 @@ different latent mechanism and a different supervision term:
 
 and the guide is the amortized encoder, one site ``"<factor>_base"`` per block: either
 ``q(eps | x)`` directly, or ``q(z | x)`` pushed through the inverse mechanisms
-(``abduction="latent"``, the default of :class:`~pyrocausal.models.icm_vae.ICMVAE`).
+(``abduction="latent"``, the default of :class:`~pyrocausal.models.scm_vae.SCMVAE` and
+:class:`~pyrocausal.models.icm_vae.ICMVAE`).
 Abduction is therefore a trace of the guide, action is :func:`pyro.do` on the factor
 sites, and prediction replays the abducted noise through the intervened program: the
 intervened factor's descendants are recomputed by their mechanisms from their own noise.

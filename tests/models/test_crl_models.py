@@ -205,6 +205,13 @@ def test_save_load_round_trip(cls, tmp_path):
         (SCMVAE if cls is not SCMVAE else ICMVAE).load(path)
 
 
+def test_files_from_before_the_abduction_option_load_as_noise_encoders():
+    blob = build(ICMVAE).to_blob()
+    del blob["config"]["abduction"]
+    loaded = CRLModel.from_blob(blob)
+    assert loaded.abduction == "noise" and ICMVAE.default_abduction == "latent"
+
+
 def test_missing_labels_switch_supervision_off():
     model = build(SCMVAE)
     images, codes = toy_data(16)
