@@ -16,16 +16,23 @@ which does not fit the two-hour budget for 8 models.
 
 Usage:
     python bench/representation.py --quick            # minutes on a laptop CPU
-    python bench/representation.py                    # the full run (about 2 h on 2 CPU cores)
+    python bench/representation.py --seeds 0 1 --jobs 2
+        # the full run: 16 runs, two at a time on a 2-core machine (8 of them took 36 min
+        # this way: 5-9 min of training each, plus the evaluation)
     python bench/representation.py --device cuda --out out/bench-gpu
+
+Finished runs are reused when their budget and model config are unchanged (``--rerun``
+retrains them).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +109,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=1.5,
         help="undo an epoch whose loss jumps by this factor, halve the rate (0: off)",
     )
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per run")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="runs trained at once, each in its own process (2 on a 2-core machine)",
+    )
     parser.add_argument(
         "--rerun", action="store_true", help="retrain runs whose metrics.json already exists"
     )
@@ -240,6 +253,57 @@ def _run_config(metrics: dict[str, Any], run_dir: Path) -> dict[str, Any] | None
     return json.loads(json.dumps(CRLModel.upgrade_config(config), default=float))
 
 
+def train_and_evaluate(job: dict[str, Any]) -> dict[str, Any]:
+    """Train and evaluate one (model, data set, seed) run, writing its run folder; returns its
+    metrics. Runs in a worker process when ``--jobs`` is above 1."""
+    torch.set_num_threads(job["threads"])
+    settings, device = job["settings"], torch.device(job["device"])
+    budget, run_dir = job["budget"], Path(job["run_dir"])
+    oracle = get_oracle(job["dataset"], Path(job["out"]), settings, device, seed=0)
+    start = time.perf_counter()
+    run = train_crl(
+        job["model"],
+        job["dataset"],
+        epochs=settings["epochs"],
+        batch_size=budget["batch_size"],
+        lr=budget["lr"],
+        latent_dim=budget["latent_dim"],
+        networks=budget["networks"],
+        missing_labels=budget["missing_labels"],
+        train_size=settings["train_size"],
+        seed=job["seed"],
+        device=job["device"],
+        grad_clip=budget["grad_clip"],
+        spike_rollback=budget["spike_rollback"],
+        out_dir=run_dir,
+        progress=job["progress"],
+        **job["model_kwargs"],
+    )
+    trained = time.perf_counter() - start
+    metrics = evaluate_crl(
+        run.model,
+        run_dir,
+        test_size=settings["test_size"],
+        oracle=oracle,
+        seed=job["seed"],
+        device=job["device"],
+        progress=job["progress"],
+    )
+    metrics["seed"] = job["seed"]
+    metrics["train_seconds"] = trained
+    metrics["budget"] = budget
+    metrics["model_config"] = run.model.config()
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, default=float))
+    print(
+        f"{job['dataset']} {job['model']} seed {job['seed']}: {trained:.0f} s training, "
+        f"{run.seconds_per_epoch:.1f} s/epoch, MCC {metrics['mcc']:.3f}, "
+        f"eff. desc. {metrics['effectiveness_descendants']:.3f}, "
+        f"CF MSE {metrics['cf_image_mse']:.4f}",
+        flush=True,
+    )
+    return metrics
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -265,9 +329,12 @@ def main(argv: list[str] | None = None) -> int:
         "spike_rollback": args.spike_rollback or None,
     }
     model_kwargs = {} if args.prior_scale is None else {"prior_scale": args.prior_scale}
-    results = []
+    if args.jobs < 1:
+        raise SystemExit(f"--jobs must be at least 1, got {args.jobs}")
+    results: list[dict[str, Any] | None] = []
+    pending: list[tuple[int, dict[str, Any]]] = []
     for dataset in args.datasets:
-        oracle = get_oracle(dataset, out, settings, device, seed=0)
+        get_oracle(dataset, out, settings, device, seed=0)  # trained once, before any run
         for model in args.models:
             expected = _model_config(model, dataset, args, model_kwargs)
             for seed in args.seeds:
@@ -282,49 +349,38 @@ def main(argv: list[str] | None = None) -> int:
                         print(f"{dataset} {model} seed {seed}: reusing {done}", flush=True)
                         results.append(previous)
                         continue
-                start = time.perf_counter()
-                run = train_crl(
-                    model,
-                    dataset,
-                    epochs=settings["epochs"],
-                    batch_size=args.batch_size,
-                    lr=args.lr,
-                    latent_dim=args.latent_dim,
-                    networks=args.networks,
-                    missing_labels=args.missing_labels,
-                    train_size=settings["train_size"],
-                    seed=seed,
-                    device=str(device),
-                    grad_clip=args.grad_clip,
-                    spike_rollback=args.spike_rollback or None,
-                    out_dir=run_dir,
-                    progress=progress,
-                    **model_kwargs,
-                )
-                trained = time.perf_counter() - start
-                metrics = evaluate_crl(
-                    run.model,
-                    run_dir,
-                    test_size=settings["test_size"],
-                    oracle=oracle,
-                    seed=seed,
-                    device=str(device),
-                    progress=progress,
-                )
-                metrics["seed"] = seed
-                metrics["train_seconds"] = trained
-                metrics["budget"] = budget
-                metrics["model_config"] = run.model.config()
-                done.write_text(json.dumps(metrics, indent=1, default=float))
-                results.append(metrics)
-                print(
-                    f"{dataset} {model} seed {seed}: {trained:.0f} s training, "
-                    f"{run.seconds_per_epoch:.1f} s/epoch, MCC {metrics['mcc']:.3f}, "
-                    f"eff. desc. {metrics['effectiveness_descendants']:.3f}, "
-                    f"CF MSE {metrics['cf_image_mse']:.4f}",
-                    flush=True,
-                )
-                (out / "results.json").write_text(json.dumps(results, indent=1, default=float))
+                job = {
+                    "model": model,
+                    "dataset": dataset,
+                    "seed": seed,
+                    "run_dir": str(run_dir),
+                    "out": str(out),
+                    "settings": settings,
+                    "budget": budget,
+                    "model_kwargs": model_kwargs,
+                    "device": str(device),
+                    "threads": args.threads,
+                    "progress": progress and args.jobs == 1,
+                }
+                pending.append((len(results), job))
+                results.append(None)
+
+    def finished(index: int, metrics: dict[str, Any]) -> None:
+        results[index] = metrics
+        done = [r for r in results if r is not None]
+        (out / "results.json").write_text(json.dumps(done, indent=1, default=float))
+
+    if args.jobs > 1 and len(pending) > 1:
+        # One process per run (spawned: no forked torch thread pools); each writes its run
+        # folder, and the table waits for all of them.
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(min(args.jobs, len(pending)), mp_context=context) as pool:
+            futures = [(i, pool.submit(train_and_evaluate, job)) for i, job in pending]
+            for i, future in futures:
+                finished(i, future.result())
+    else:
+        for i, job in pending:
+            finished(i, train_and_evaluate(job))
     # Again at the end: reused runs join it too, so it always matches table.md.
     (out / "results.json").write_text(json.dumps(results, indent=1, default=float))
 
