@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = ["SCM", "InterventionalSCM"]
 
 import contextlib
+import dataclasses
 import math
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -507,6 +508,9 @@ class SCM(nn.Module):
         parents = [self._parent_index[n] for n in nodes]
         late = _late_candidates(self.auto)
         pilot = [spec for spec in self.auto.candidates if spec not in late]
+        rule = dataclasses.replace(self.auto, candidates=tuple(pilot))
+        if self.auto.refinement is not None:
+            pilot.append(self.auto.refinement)  # the last row of the NLLs (see Auto.select)
         candidates = nn.ModuleList(spec.build(parents, len(nodes)) for spec in pilot).to(
             device=self.device, dtype=self.dtype
         )
@@ -532,7 +536,6 @@ class SCM(nn.Module):
         columns = torch.arange(len(nodes), device=self.device)
         with torch.no_grad():
             nll = -torch.stack([c.log_prob_all(val, columns) for c in candidates])  # (C, G, n)
-        rule = Auto(candidates=tuple(pilot), se_rule=self.auto.se_rule)
         chosen = {n: rule.select(nll[:, i]) for i, n in enumerate(nodes)}
         self.mechanisms = {n: pilot[chosen[n]] for n in nodes}
         self.stacks = self._build_stacks().to(device=self.device, dtype=self.dtype)
@@ -989,6 +992,8 @@ def _late_candidates(auto: Auto) -> list[Mechanism]:
 def _describe(spec: Mechanism) -> str:
     hidden = "x".join(map(str, spec.hidden_features))
     name = "quadratic" if getattr(spec, "degree", 1) == 2 else spec.name
+    if getattr(spec, "noise_shape", "spline") != "spline":
+        name = f"{name}-{spec.noise_shape}"
     return f"{name}({hidden})" if hidden else name
 
 

@@ -36,7 +36,7 @@ from typing import Any, ClassVar
 import torch
 from pyro.contrib.zuko import ZukoToPyro
 from torch import Size, Tensor, nn
-from torch.distributions import AffineTransform, Transform
+from torch.distributions import AffineTransform, Transform, constraints
 from zuko.distributions import DiagNormal, NormalizingFlow
 from zuko.transforms import (
     ComposedTransform,
@@ -104,6 +104,47 @@ class SharedKnotRQSTransform(MonotonicRQSTransform):
         (x0, x1), (y0, y1), (d0, d1) = map(pick, (self.horizontal, self.vertical, self.derivatives))
         s = (y1 - y0) / (x1 - x0)
         return mask.expand(shape), x0, x1, y0, y1, d0, d1, s
+
+
+class SinhArcsinhTransform(Transform):
+    r"""The sinh-arcsinh transform ``y = sinh(b asinh(x) - a)`` (Jones and Pewsey, 2009).
+
+    Two parameters shape a Gaussian's skewness (``a``) and tail weight (``b = exp(log_b)``,
+    light tails below 1, heavy above); ``a = log_b = 0`` is the identity. A noise shape of
+    a dozen element-wise operations, against about 180 small operations for a rational-
+    quadratic spline. ``log_b`` is clamped to ``[-3, 3]``.
+
+    Example:
+        >>> import torch
+        >>> t = SinhArcsinhTransform(torch.tensor(0.3), torch.tensor(-0.2))
+        >>> x = torch.linspace(-3, 3, 7)
+        >>> bool(torch.allclose(t.inv(t(x)), x, atol=1e-5))
+        True
+        >>> bool(torch.allclose(SinhArcsinhTransform(torch.tensor(0.0), torch.tensor(0.0))(x), x))
+        True
+    """
+
+    domain = constraints.real
+    codomain = constraints.real
+    bijective = True
+    sign = +1
+
+    def __init__(self, skew: Tensor, log_tail: Tensor) -> None:
+        super().__init__()
+        self.skew = skew
+        self.log_tail = log_tail.clamp(-3.0, 3.0)
+
+    def _call(self, x: Tensor) -> Tensor:
+        return torch.sinh(self.log_tail.exp() * torch.asinh(x) - self.skew)
+
+    def _inverse(self, y: Tensor) -> Tensor:
+        return torch.sinh((torch.asinh(y) + self.skew) * torch.exp(-self.log_tail))
+
+    def log_abs_det_jacobian(self, x: Tensor, y: Tensor) -> Tensor:
+        # dy/dx = cosh(z) b / sqrt(1 + x^2), z = b asinh(x) - a; log cosh(z) computed stably.
+        z = (self.log_tail.exp() * torch.asinh(x) - self.skew).abs()
+        log_cosh = z + torch.log1p(torch.exp(-2.0 * z)) - math.log(2.0)
+        return log_cosh + self.log_tail - 0.5 * torch.log1p(x * x)
 
 
 @dataclass(frozen=True)
@@ -240,6 +281,9 @@ class LocationScale(_SplineNoise):
         hidden_features: Hidden layer sizes of the node's network.
         bins: Bins of the noise spline (0: Gaussian noise, which is :class:`MAF`).
         bound: Half-width of the spline's domain (standardized units).
+        noise_shape: ``"spline"`` (a monotonic rational-quadratic spline of ``bins`` bins)
+            or ``"sinh-arcsinh"`` (:class:`SinhArcsinhTransform`: skewness and tail weight
+            only, at a fraction of the spline's cost per step).
 
     Example:
         >>> import torch
@@ -249,9 +293,26 @@ class LocationScale(_SplineNoise):
     """
 
     name: ClassVar[str] = "lsnm"
+    noise_shape: str = "spline"
+
+    def __post_init__(self) -> None:
+        if self.noise_shape not in ("spline", "sinh-arcsinh"):
+            raise ValueError(
+                f"noise_shape must be 'spline' or 'sinh-arcsinh', got {self.noise_shape!r}"
+            )
 
     def shapes(self) -> list[Size]:
         return [Size(()), Size(())]
+
+    def free_shapes(self) -> list[Size]:
+        if self.noise_shape == "sinh-arcsinh":
+            return [Size(()), Size(())]
+        return super().free_shapes()
+
+    def noise(self, params: list[Tensor]) -> Transform | None:
+        if self.noise_shape == "sinh-arcsinh":
+            return SinhArcsinhTransform(*params)
+        return super().noise(params)
 
     def univariate(self, params: list[Tensor]) -> Transform:
         return MonotonicAffineTransform(params[0], params[1])
@@ -388,6 +449,14 @@ class Auto:
             14-176 on one degree of freedom (threshold 10.8), and the linear fit's
             counterfactuals were three times farther off; on the six linear SCMs of the
             benchmark it stayed below 8 on three degrees of freedom (threshold 16.3).
+        refinement: A network mechanism trained in the pilot with the candidates that may
+            only *replace a chosen network*: it takes a node whose choice is a network when
+            its held-out NLL is lower by more than ``se_rule`` paired standard errors, and
+            never competes with a closed-form choice. Meant for a noise shape
+            (``LocationScale(noise_shape="sinh-arcsinh")``) on top of the MAF: as a plain
+            candidate its better fit of non-Gaussian noise beat the least-squares
+            regressions of the large backdoor SCM (uniform noise) on every node, whose
+            counterfactuals the networks' learned locations then made 2.3 times worse.
 
     Example:
         >>> [type(c).__name__ for c in Auto().candidates]
@@ -415,6 +484,7 @@ class Auto:
     se_rule: float = 2.0
     challenge_se_rule: float = 0.5
     nested_alpha: float = 1e-3
+    refinement: Mechanism | None = None
 
     @classmethod
     def light(cls) -> Auto:
@@ -454,14 +524,23 @@ class Auto:
             raise ValueError(f"pilot_fraction must be in (0, 1], got {self.pilot_fraction}")
         if not 0.0 <= self.nested_alpha < 1.0:
             raise ValueError(f"nested_alpha must be in [0, 1), got {self.nested_alpha}")
+        if self.refinement is not None and not self.refinement.hidden_features:
+            raise ValueError(f"the refinement must be a network mechanism, got {self.refinement}")
 
     def select(self, nll: Tensor) -> int:
-        """Index of the chosen candidate from held-out per-row NLLs ``(candidates, rows)``."""
-        best = int(nll.mean(-1).argmin())
-        for c in range(len(self.candidates)):
-            if not beats(nll[best], nll[c], self.se_rule):
-                return c
-        return best
+        """Index of the chosen candidate from held-out per-row NLLs ``(candidates, rows)``.
+
+        With a :attr:`refinement`, ``nll`` has one more row, the refinement's, and the
+        index ``len(candidates)`` means the refinement.
+        """
+        n = len(self.candidates)
+        base = nll[:n]
+        best = int(base.mean(-1).argmin())
+        chosen = next((c for c in range(n) if not beats(base[best], base[c], self.se_rule)), best)
+        refine = self.refinement is not None and bool(self.candidates[chosen].hidden_features)
+        if refine and beats(nll[n], nll[chosen], self.se_rule):
+            return n
+        return chosen
 
 
 class StackedMechanism(nn.Module):

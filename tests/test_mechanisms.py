@@ -7,12 +7,19 @@ import torch
 
 import pyrocausal as pc
 from pyrocausal.datasets import load_scm
-from pyrocausal.mechanisms import Auto, beats
+from pyrocausal.mechanisms import Auto, SinhArcsinhTransform, beats, mechanism_from_config
 
 
 @pytest.mark.parametrize(
     "spec",
-    [pc.MAF(), pc.NSF(bins=4), pc.AdditiveNoise(), pc.LocationScale(), pc.LinearGaussian(degree=2)],
+    [
+        pc.MAF(),
+        pc.NSF(bins=4),
+        pc.AdditiveNoise(),
+        pc.LocationScale(),
+        pc.LocationScale(noise_shape="sinh-arcsinh"),
+        pc.LinearGaussian(degree=2),
+    ],
 )
 def test_batched_density_equals_each_nodes_flow(spec):
     torch.manual_seed(0)
@@ -131,6 +138,49 @@ def test_auto_select_rule():
     assert rule.select(torch.stack([simple - 0.05 + jitter, simple])) == 0
     with pytest.raises(ValueError, match="degree"):
         pc.LinearGaussian(degree=3)
+
+
+def test_a_refinement_only_replaces_a_chosen_network():
+    refine = pc.LocationScale(noise_shape="sinh-arcsinh")
+    rule = Auto(candidates=(pc.LinearGaussian(), pc.MAF()), se_rule=2.0, refinement=refine)
+    torch.manual_seed(0)
+    simple, jitter = torch.randn(1000), 0.1 * torch.randn(1000)
+    network = simple - 0.05 + jitter  # the MAF clearly beats the regression
+    assert rule.select(torch.stack([simple, network, network - 0.05 + jitter])) == 2
+    assert rule.select(torch.stack([simple, network, network - 0.001 + jitter])) == 1
+    # Where the regression is kept, even a much better refinement does not compete.
+    tied = simple - 0.001 + jitter
+    assert rule.select(torch.stack([simple, tied, simple - 1.0 + jitter])) == 0
+    with pytest.raises(ValueError, match="network"):
+        Auto(refinement=pc.LinearGaussian())
+
+
+def test_an_scm_fit_with_a_refinement_chooses_among_it(tmp_path):
+    truth = load_scm("triangle_multiplicative")
+    data = truth.sample(2000, seed=0)
+    refine = pc.LocationScale(hidden_features=(8, 8), noise_shape="sinh-arcsinh")
+    auto = Auto(candidates=(pc.LinearGaussian(), pc.MAF(hidden_features=(8, 8))), refinement=refine)
+    scm = pc.SCM(truth.graph, mechanisms=auto)
+    scm.fit(data, epochs=6, batch_size=256, progress=False, seed=0, device="cpu")
+    assert list(scm.selection.columns) == ["linear", "maf(8x8)", "lsnm-sinh-arcsinh(8x8)", "chosen"]
+    assert set(scm.mechanisms.values()) <= {pc.LinearGaussian(), auto.candidates[1], refine}
+    scm.save(tmp_path / "scm.pt")
+    loaded = pc.SCM.load(tmp_path / "scm.pt")
+    rows = data.head(50)
+    pd.testing.assert_frame_equal(loaded.abduct(rows), scm.abduct(rows))
+
+
+def test_sinh_arcsinh_noise_shape():
+    t = SinhArcsinhTransform(torch.tensor(0.4), torch.tensor(-0.3))
+    x = torch.linspace(-6, 6, 101, dtype=torch.float64, requires_grad=True)
+    y = t(x)
+    slope = torch.autograd.grad(y.sum(), x)[0]
+    torch.testing.assert_close(t.log_abs_det_jacobian(x, y), slope.log())
+    torch.testing.assert_close(t.inv(y), x)
+    spec = pc.LocationScale(noise_shape="sinh-arcsinh")
+    assert mechanism_from_config(spec.to_config()) == spec
+    with pytest.raises(ValueError, match="noise_shape"):
+        pc.LocationScale(noise_shape="mixture")
 
 
 def test_shared_knot_spline_is_zukos_spline():
