@@ -145,7 +145,7 @@ class SCM(nn.Module):
         self.selection: pd.DataFrame | None = None
         if self.auto is not None:  # a placeholder until fit chooses: the last network
             mechanisms = next(
-                (c for c in reversed(self.auto.candidates) if not _closed_form(c)),
+                (c for c in reversed(self.auto.candidates) if not c.closed_form),
                 self.auto.candidates[-1],
             )
         self.mechanisms: dict[str, Mechanism] = _resolve_mechanisms(self.graph, mechanisms)
@@ -599,7 +599,7 @@ class SCM(nn.Module):
         self.stacks = self._build_stacks().to(device=self.device, dtype=self.dtype)
         for node in nodes:
             (g_old, k_old), (g, k) = old_slot[node], self._slot[node]
-            if not _closed_form(mechanisms[node]):
+            if not mechanisms[node].closed_form:
                 self.stacks[g].copy_slot(old_stacks[g_old], k_old, k)
         self._freeze_closed_form(self.stacks, self._groups, rows)
 
@@ -943,11 +943,6 @@ class _seeded:
             self._fork.__exit__(*exc)
 
 
-def _closed_form(spec: Mechanism) -> bool:
-    """Whether a specification is fitted by least squares alone (no network, no free part)."""
-    return not spec.shapes() and not spec.free_shapes()
-
-
 def _nests(current: Mechanism, challenger: Mechanism) -> bool:
     """Whether both are least-squares regressions and ``challenger`` adds quadratic terms."""
     return (
@@ -984,9 +979,9 @@ def _linearity_p_value(rows: Tensor, column: int, parents: Sequence[int]) -> flo
 def _late_candidates(auto: Auto) -> list[Mechanism]:
     """Closed-form candidates listed after a network: judged after training (see _challenge)."""
     first_network = next(
-        (i for i, c in enumerate(auto.candidates) if not _closed_form(c)), len(auto.candidates)
+        (i for i, c in enumerate(auto.candidates) if not c.closed_form), len(auto.candidates)
     )
-    return [c for c in auto.candidates[first_network:] if _closed_form(c)]
+    return [c for c in auto.candidates[first_network:] if c.closed_form]
 
 
 def _describe(spec: Mechanism) -> str:

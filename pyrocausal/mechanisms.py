@@ -176,6 +176,12 @@ class Mechanism:
         shape), from the parameters of :meth:`free_shapes`; ``None`` when there is none."""
         return None
 
+    @property
+    def closed_form(self) -> bool:
+        """Whether least squares alone is the maximum-likelihood fit (no network, no free
+        noise parameters: the linear-Gaussian regressions)."""
+        return not self.shapes() and not self.free_shapes()
+
     def build(self, parents: Sequence[Sequence[int]], num_features: int) -> StackedMechanism:
         """Stack this mechanism for nodes with the given parent columns."""
         return StackedMechanism(self, parents, num_features)
@@ -524,7 +530,7 @@ class Auto:
             raise ValueError(f"pilot_fraction must be in (0, 1], got {self.pilot_fraction}")
         if not 0.0 <= self.nested_alpha < 1.0:
             raise ValueError(f"nested_alpha must be in [0, 1), got {self.nested_alpha}")
-        if self.refinement is not None and not self.refinement.hidden_features:
+        if self.refinement is not None and self.refinement.closed_form:
             raise ValueError(f"the refinement must be a network mechanism, got {self.refinement}")
 
     def select(self, nll: Tensor) -> int:
@@ -537,7 +543,7 @@ class Auto:
         base = nll[:n]
         best = int(base.mean(-1).argmin())
         chosen = next((c for c in range(n) if not beats(base[best], base[c], self.se_rule)), best)
-        refine = self.refinement is not None and bool(self.candidates[chosen].hidden_features)
+        refine = self.refinement is not None and not self.candidates[chosen].closed_form
         if refine and beats(nll[n], nll[chosen], self.se_rule):
             return n
         return chosen
@@ -643,7 +649,7 @@ class StackedMechanism(nn.Module):
     @property
     def closed_form(self) -> bool:
         """Whether least squares alone is the maximum-likelihood fit (linear-Gaussian nodes)."""
-        return not self._shapes and not self._free_shapes
+        return self.spec.closed_form
 
     @torch.no_grad()
     def initialize(self, x: Tensor, columns: Tensor) -> None:
