@@ -189,8 +189,8 @@ class Adapter:
 
 def _mechanisms(variant: str | None) -> Any:
     """``None``, a mechanism name, ``auto``, or ``name:HxW`` (hidden sizes: ``maf:32x32``,
-    ``auto:32x32`` / ``light:32x32`` for the candidates of ``Auto()`` / ``Auto.light()``
-    with networks of that size)."""
+    ``auto:32x32`` / ``light:32x32`` for the candidates (and refinement) of ``Auto()`` /
+    ``Auto.light()`` with networks of that size)."""
     if variant is None or ":" not in variant:
         return variant
     from pyrocausal.mechanisms import mechanism_from_config
@@ -201,12 +201,14 @@ def _mechanisms(variant: str | None) -> Any:
         from pyrocausal.mechanisms import Auto
 
         base = Auto() if kind == "auto" else Auto.light()
+        refinement = base.refinement
         return dataclasses.replace(
             base,
             candidates=tuple(
                 c if not c.hidden_features else dataclasses.replace(c, hidden_features=hidden)
                 for c in base.candidates
             ),
+            refinement=refinement and dataclasses.replace(refinement, hidden_features=hidden),
         )
     return mechanism_from_config({"type": kind, "hidden_features": list(hidden)})
 

@@ -417,13 +417,23 @@ class SCM(nn.Module):
                 if val is not None:
                     history.val_loss.append(float(nll(val)))
         else:
+            # Frozen (closed-form) stacks add a constant to the loss: left out of the steps,
+            # their share of the training and validation NLL is added to the history once.
+            trainable, frozen = self._split_frozen(self.stacks, self._groups)
+            with torch.no_grad():
+                frozen_nll = self._nll(*frozen) if frozen[0] else None
+                offset = (
+                    float(frozen_nll(train)) if frozen_nll else 0.0,
+                    float(frozen_nll(val)) if frozen_nll and val is not None else 0.0,
+                )
             history = train_mle(
                 self.stacks,
-                self._nll(self.stacks, self._groups),
+                self._nll(*trainable),
                 train,
                 val_data=val,
                 epochs=epochs,
                 description="SCM.fit",
+                loss_offset=offset,
                 **options,
             )
         if self.auto is not None and val is not None:
@@ -462,8 +472,28 @@ class SCM(nn.Module):
                 stack.initialize(rows, self._columns(nodes))
                 stack.requires_grad_(False)
 
+    @staticmethod
+    def _split_frozen(
+        stacks: Sequence[nn.Module], groups: list[tuple[Mechanism, list[str]]]
+    ) -> tuple[tuple[list[nn.Module], list], tuple[list[nn.Module], list]]:
+        """``(stacks, groups)`` of the stacks with trainable weights, then of the frozen ones.
+
+        Stacks in original units (hand-written, discrete mechanisms) count as trainable:
+        their densities are computed row by row with the rest (see :meth:`_nll`).
+        """
+        trainable: tuple[list[nn.Module], list] = ([], [])
+        frozen: tuple[list[nn.Module], list] = ([], [])
+        for stack, group in zip(stacks, groups):
+            fixed = not getattr(stack, "raw_units", False) and not any(
+                p.requires_grad for p in stack.parameters()
+            )
+            side = frozen if fixed else trainable
+            side[0].append(stack)
+            side[1].append(group)
+        return trainable, frozen
+
     def _nll(
-        self, stacks: nn.ModuleList, groups: list[tuple[Mechanism, list[str]]]
+        self, stacks: Sequence[nn.Module], groups: list[tuple[Mechanism, list[str]]]
     ) -> Callable[[Tensor], Tensor]:
         """Mean negative log-likelihood of standardized rows under ``stacks``."""
         columns = [self._columns(nodes) for _, nodes in groups]
@@ -524,15 +554,17 @@ class SCM(nn.Module):
         # The validation rows judge the candidates, so they take no part in training them
         # (not even in picking the best epoch: that biased the choice toward the flexible
         # candidates, a flow won a Gaussian root node by 0.001 nats).
-        train_mle(
-            candidates,
-            self._nll(candidates, groups),
-            train,
-            val_data=None,
-            epochs=epochs,
-            description="SCM.fit (choosing mechanisms)",
-            **options,
-        )
+        trainable = self._split_frozen(candidates, groups)[0]
+        if trainable[0]:  # (closed-form candidates are fitted already)
+            train_mle(
+                candidates,
+                self._nll(*trainable),
+                train,
+                val_data=None,
+                epochs=epochs,
+                description="SCM.fit (choosing mechanisms)",
+                **options,
+            )
         columns = torch.arange(len(nodes), device=self.device)
         with torch.no_grad():
             nll = -torch.stack([c.log_prob_all(val, columns) for c in candidates])  # (C, G, n)

@@ -22,6 +22,20 @@ def test_loss_falls_and_history_is_recorded():
     assert list(h.to_frame().columns) == ["loss", "lr"]
 
 
+def test_a_loss_offset_shifts_the_record_but_not_the_training():
+    runs = []
+    for offset in ((0.0, 0.0), (2.5, -1.0)):
+        lin, x, nll = _problem()
+        h = train_mle(lin, nll, x[:300], val_data=x[300:], epochs=5, lr=0.05, progress=False,
+                      seed=0, loss_offset=offset)  # fmt: skip
+        runs.append((h, [p.detach().clone() for p in lin.parameters()]))
+    (plain, w0), (shifted, w1) = runs
+    assert all(torch.equal(a, b) for a, b in zip(w0, w1))
+    assert shifted.loss == pytest.approx([v + 2.5 for v in plain.loss])
+    assert shifted.val_loss == pytest.approx([v - 1.0 for v in plain.val_loss])
+    assert shifted.best_epoch == plain.best_epoch
+
+
 def test_early_stopping_keeps_the_best_weights():
     lin, x, nll = _problem()
     h = train_mle(lin, nll, x[:300], val_data=x[300:], epochs=500, lr=0.05, patience=5,

@@ -307,6 +307,32 @@ def test_nan_loss_stops_with_a_message(triangle, monkeypatch):
     assert all(torch.isfinite(p).all() for p in scm.parameters())
 
 
+def test_closed_form_nodes_leave_the_steps_but_not_the_reported_loss(triangle):
+    # Frozen least-squares nodes are left out of every training step; their NLL share is
+    # added to the history, so the kept epoch's validation loss is the whole model's.
+    from pyrocausal.inference.training import split_holdout
+
+    truth, data, _ = triangle
+    mechanisms = {"x1": pc.LinearGaussian(), "x2": pc.LinearGaussian(), "x3": pc.MAF((8, 8))}
+    scm = pc.SCM(truth.graph, mechanisms=mechanisms)
+    seen = []
+    real = StackedMechanism.log_prob_all
+
+    def spy(self, x, columns):
+        seen.append(self.closed_form)
+        return real(self, x, columns)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(StackedMechanism, "log_prob_all", spy)
+        history = scm.fit(data, epochs=4, progress=False, seed=0, val_fraction=0.2, patience=None)
+    assert seen.count(False) > 4 * seen.count(True)  # closed-form stacks: offsets only
+    x = torch.tensor(data[list(scm.nodes)].to_numpy(), dtype=torch.float32)
+    _, val = split_holdout((x - scm.loc) / scm.scale, 0.2, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        whole = float(scm._nll(scm.stacks, scm._groups)(val))
+    assert history.val_loss[history.best_epoch] == pytest.approx(whole, abs=1e-5)
+
+
 # ---------------------------------------------------------------- persistence, devices
 @pytest.mark.parametrize("mechanism", MECHANISMS, ids=IDS)
 def test_save_load_round_trip_is_exact(triangle, mechanism, tmp_path):
