@@ -110,12 +110,12 @@ class SCM(nn.Module):
             :attr:`selection`). Default (``None``): :meth:`Auto.light()
             <pyrocausal.mechanisms.Auto.light>`: least squares for linear nodes, a 24x24
             :class:`~pyrocausal.mechanisms.MAF` for the others, the quadratic regression
-            where it ties or beats the trained MAF or an F-test rejects the linear fit; it
-            fits about as fast as an all-MAF model or faster, and faster than one causalflows
-            ``CausalMAF`` at equal epochs. ``"auto"`` adds additive- and location-scale-noise
-            mechanisms with 32x32 networks: the most accurate choice on
-            ``bench/scm_suite.py`` (15 of 17 SCMs against 12), at about five times the
-            default's fitting time.
+            where it ties or beats the trained MAF or an F-test rejects the linear fit, and a
+            sinh-arcsinh noise shape on a MAF node where it wins by two standard errors; it
+            fits faster than one causalflows ``CausalMAF`` at equal epochs. ``"auto"`` adds
+            additive- and location-scale-noise mechanisms with 32x32 networks: as accurate by
+            count on ``bench/scm_suite.py`` (15 of 17 SCMs) but worse on the large backdoor,
+            at about three times the default's fitting time.
 
     Example:
         >>> import pyrocausal as pc

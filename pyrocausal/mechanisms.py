@@ -535,7 +535,7 @@ class Auto:
         ``challenge_se_rule``) or where an F-test rejects the linear one (see
         ``nested_alpha``).
 
-        No noise splines and one network size, so a fit costs about as much as an all-MAF
+        No noise splines and one network size, so a fit costs little more than an all-MAF
         fit, less where nodes are closed-form; the pilot takes a tenth of the epochs (the
         chosen MAFs then train for the other nine tenths). On the benchmark
         (``bench/scm_suite.py``, 17 SCMs, 3 seeds) 24x24 MAFs gave closer counterfactuals
