@@ -28,7 +28,6 @@ from pyrocausal.inference.counterfactual import noise_site, reparam_noise, repla
 from pyrocausal.inference.devices import resolve_device
 from pyrocausal.inference.training import History, split_holdout, train_mle
 from pyrocausal.mechanisms import (
-    MAF,
     Auto,
     LinearGaussian,
     Mechanism,
@@ -48,7 +47,7 @@ _FORMAT = "pyrocausal.SCM"
 # (``weight_in`` / ``bias_in``); files of version 1 hold the older layout.
 _VERSION = 2
 
-MechanismArg = Mechanism | Auto | str | Mapping[str, Mechanism | str] | None
+MechanismArg = Mechanism | Auto | str | Mapping[str, Mechanism | Auto | str] | None
 
 
 class _NodeTransform(Transform):
@@ -102,20 +101,22 @@ class SCM(nn.Module):
     Arguments:
         graph: A :class:`~pyrocausal.CausalGraph` or anything it accepts (a mapping
             ``node -> parents``, a :class:`networkx.DiGraph`, an edge list).
-        mechanisms: One :class:`~pyrocausal.mechanisms.Mechanism` for every node, or a mapping
-            ``node -> Mechanism`` (nodes left out get a MAF), or a name (``"maf"``,
-            ``"nsf"``, ``"anm"``, ``"lsnm"``, ``"linear"``), or ``"auto"`` /
-            :class:`~pyrocausal.mechanisms.Auto` to choose each node's mechanism by held-out
-            likelihood during :meth:`fit` (the choice is then in :attr:`mechanisms` and
-            :attr:`selection`). Default (``None``): :meth:`Auto.light()
-            <pyrocausal.mechanisms.Auto.light>`: least squares for linear nodes, a 24x24
-            :class:`~pyrocausal.mechanisms.MAF` for the others, the quadratic regression
-            where it ties or beats the trained MAF or an F-test rejects the linear fit, and a
-            sinh-arcsinh noise shape on a MAF node where it wins by two standard errors; it
-            fits faster than one causalflows ``CausalMAF`` at equal epochs. ``"auto"`` adds
-            additive- and location-scale-noise mechanisms with 32x32 networks: as accurate by
-            count on ``bench/scm_suite.py`` (15 of 17 SCMs) but worse on the large backdoor,
-            at about three times the default's fitting time.
+        mechanisms: One :class:`~pyrocausal.mechanisms.Mechanism` for every node, or a name
+            (``"maf"``, ``"nsf"``, ``"anm"``, ``"lsnm"``, ``"linear"``, ...), or a selection
+            rule: ``"default"`` / ``None`` (:meth:`Auto.light()
+            <pyrocausal.mechanisms.Auto.light>`), ``"auto"`` (:class:`Auto`) or any
+            :class:`~pyrocausal.mechanisms.Auto`, which chooses each node's mechanism by
+            held-out likelihood during :meth:`fit` (the choice is then in :attr:`mechanisms`
+            and :attr:`selection`); or a mapping ``node -> any of these``, where nodes left
+            out get the default (one selection rule per model). The default,
+            :meth:`Auto.light() <pyrocausal.mechanisms.Auto.light>`, takes least squares for
+            linear nodes, a 24x24 :class:`~pyrocausal.mechanisms.MAF` for the others, the
+            quadratic regression where it ties or beats the trained MAF or an F-test rejects
+            the linear fit, and a sinh-arcsinh noise shape on a MAF node where it wins by two
+            standard errors; it fits faster than one causalflows ``CausalMAF`` at equal
+            epochs. ``"auto"`` adds additive- and location-scale-noise mechanisms with 32x32
+            networks: as accurate by count on ``bench/scm_suite.py`` (15 of 17 SCMs) but
+            worse on the large backdoor, at about three times the default's fitting time.
 
     Example:
         >>> import pyrocausal as pc
@@ -137,18 +138,29 @@ class SCM(nn.Module):
         for node in self.graph.nodes:
             if "." in node:
                 raise GraphError(f"node name {node!r} must not contain '.'")
-        if mechanisms is None:
-            mechanisms = Auto.light()
-        elif isinstance(mechanisms, str) and mechanisms == "auto":
-            mechanisms = Auto()
-        self.auto: Auto | None = mechanisms if isinstance(mechanisms, Auto) else None
+        per_node = _resolve_mechanisms(self.graph, mechanisms)
+        autos = {rule for rule in per_node.values() if isinstance(rule, Auto)}
+        if len(autos) > 1:
+            raise ValueError(
+                "one selection rule (Auto) per model: nodes "
+                + "; ".join(
+                    f"{[n for n, r in per_node.items() if r == rule]} use {rule!r}"
+                    for rule in autos
+                )
+            )
+        self.auto: Auto | None = autos.pop() if autos else None
+        #: Nodes whose mechanism :meth:`fit` chooses (by :attr:`auto`); the others are given.
+        self.auto_nodes: tuple[str, ...] = tuple(
+            n for n in self.graph.nodes if isinstance(per_node[n], Auto)
+        )
         self.selection: pd.DataFrame | None = None
         if self.auto is not None:  # a placeholder until fit chooses: the last network
-            mechanisms = next(
+            placeholder = next(
                 (c for c in reversed(self.auto.candidates) if not c.closed_form),
                 self.auto.candidates[-1],
             )
-        self.mechanisms: dict[str, Mechanism] = _resolve_mechanisms(self.graph, mechanisms)
+            per_node = {n: placeholder if n in self.auto_nodes else m for n, m in per_node.items()}
+        self.mechanisms: dict[str, Mechanism] = per_node  # type: ignore[assignment]
         self._index = {n: i for i, n in enumerate(self.graph.nodes)}
         self._parent_index = {
             n: [self._index[p] for p in self.graph.parents(n)] for n in self.graph.nodes
@@ -454,7 +466,7 @@ class SCM(nn.Module):
             if getattr(stack, "closed_form", False):
                 continue
             if getattr(stack, "raw_units", False):
-                stack.initialize(train * self.scale + self.loc, columns, names=self.graph.nodes)
+                stack.initialize(self._raw_rows(train), columns, names=self.graph.nodes)
             else:
                 stack.initialize(train, columns)
 
@@ -492,6 +504,19 @@ class SCM(nn.Module):
             side[1].append(group)
         return trainable, frozen
 
+    def _raw_rows(self, rows: Tensor) -> Tensor:
+        """Standardized rows back in original units, discrete columns rounded.
+
+        De-standardizing does not give integers back exactly (0 comes back as about
+        -6e-8), and discrete mechanisms take only their categories.
+        """
+        raw = rows * self.scale + self.loc
+        discrete = [n for n in self.graph.nodes if self._discrete(n)]
+        if discrete:
+            columns = self._columns(discrete)
+            raw[:, columns] = raw[:, columns].round()
+        return raw
+
     def _nll(
         self, stacks: Sequence[nn.Module], groups: list[tuple[Mechanism, list[str]]]
     ) -> Callable[[Tensor], Tensor]:
@@ -517,11 +542,8 @@ class SCM(nn.Module):
                 return total / -batch.shape[0]
             # Hand-written / discrete mechanisms work in original units, row by row.
             log_prob = sum(parts) / batch.shape[0]  # a per-row mean, broadcast below
-            raw = batch * self.scale + self.loc
+            raw = self._raw_rows(batch)
             values = {n: raw[:, i] for i, n in enumerate(self.graph.nodes)}
-            for stack, nodes in raw_units:  # undo the round-off of standardization
-                if getattr(stack, "discrete", False):
-                    values.update({n: values[n].round() for n in nodes})
             for stack, nodes in raw_units:
                 for k, node in enumerate(nodes):
                     parents = {p: values[p] for p in self.graph.parents(node)}
@@ -532,20 +554,21 @@ class SCM(nn.Module):
         return nll
 
     def _select_mechanisms(self, train: Tensor, val: Tensor, epochs: int, **options: Any) -> None:
-        """Train every candidate on every node, keep each node's choice (see :class:`Auto`)."""
+        """Train every candidate on every node of :attr:`auto_nodes`, keep each node's choice
+        (see :class:`Auto`); nodes whose mechanism was given start at their own fit."""
         assert self.auto is not None
-        nodes = list(self.graph.nodes)
+        nodes = list(self.auto_nodes)
         parents = [self._parent_index[n] for n in nodes]
         late = _late_candidates(self.auto)
         pilot = [spec for spec in self.auto.candidates if spec not in late]
         rule = dataclasses.replace(self.auto, candidates=tuple(pilot))
         if self.auto.refinement is not None:
             pilot.append(self.auto.refinement)  # the last row of the NLLs (see Auto.select)
-        candidates = nn.ModuleList(spec.build(parents, len(nodes)) for spec in pilot).to(
+        candidates = nn.ModuleList(spec.build(parents, len(self.graph)) for spec in pilot).to(
             device=self.device, dtype=self.dtype
         )
         groups = [(spec, nodes) for spec in pilot]
-        rows = self.auto.pilot_rows
+        all_train, rows = train, self.auto.pilot_rows
         if rows is not None and len(train) > rows:
             generator = torch.Generator().manual_seed(int(options.get("seed") or 0))
             train = train[torch.randperm(len(train), generator=generator)[:rows].to(train.device)]
@@ -565,19 +588,32 @@ class SCM(nn.Module):
                 description="SCM.fit (choosing mechanisms)",
                 **options,
             )
-        columns = torch.arange(len(nodes), device=self.device)
+        columns = self._columns(nodes)
         with torch.no_grad():
             nll = -torch.stack([c.log_prob_all(val, columns) for c in candidates])  # (C, G, n)
         chosen = {n: rule.select(nll[:, i]) for i, n in enumerate(nodes)}
-        self.mechanisms = {n: pilot[chosen[n]] for n in nodes}
+        self.mechanisms = {**self.mechanisms, **{n: pilot[chosen[n]] for n in nodes}}
         self.stacks = self._build_stacks().to(device=self.device, dtype=self.dtype)
+        # Given mechanisms start from their own fit, as without selection; then the chosen
+        # candidates' pilot weights go into their slots.
+        given = [
+            (stack, group)
+            for stack, group in zip(self.stacks, self._groups)
+            if any(n not in chosen for n in group[1])
+        ]
+        if given:
+            self._initialize(*map(list, zip(*given)), all_train)
         for i, node in enumerate(nodes):
             g, k = self._slot[node]
             stack: StackedMechanism = self.stacks[g]
             stack.copy_slot(candidates[chosen[node]], i, k)
         names = [_describe(spec) for spec in pilot]
-        table = pd.DataFrame(nll.mean(-1).T.cpu().numpy(), index=nodes, columns=names)
-        table["chosen"] = [names[chosen[n]] for n in nodes]
+        table = pd.DataFrame(np.nan, index=list(self.graph.nodes), columns=names)
+        table.loc[nodes, names] = nll.mean(-1).T.cpu().numpy()
+        table["chosen"] = [
+            names[chosen[n]] if n in chosen else f"{_describe(self.mechanisms[n])} (given)"
+            for n in self.graph.nodes
+        ]
         table.index.name = "node"
         self.selection = table
 
@@ -594,45 +630,51 @@ class SCM(nn.Module):
         late = _late_candidates(self.auto)
         if not late:
             return
-        nodes = list(self.graph.nodes)
-        columns = torch.arange(len(nodes), device=self.device)
+        nodes = list(self.auto_nodes)
+        columns = self._columns(nodes)
         with torch.no_grad():
-            current = torch.empty(len(nodes), len(val), device=self.device, dtype=self.dtype)
+            trained: dict[str, Tensor] = {}
             for stack, (_, group) in zip(self.stacks, self._groups):
-                idx = self._columns(group)
-                current[idx] = -stack.log_prob_all(val, idx)
+                if any(n in self.auto_nodes for n in group):
+                    trained.update(zip(group, -stack.log_prob_all(val, self._columns(group))))
+            current = torch.stack([trained[n] for n in nodes])
             challengers = []
             for spec in late:
-                stack = spec.build([self._parent_index[n] for n in nodes], len(nodes))
+                stack = spec.build([self._parent_index[n] for n in nodes], len(self.graph))
                 stack.to(device=self.device, dtype=self.dtype).initialize(train, columns)
                 challengers.append(-stack.log_prob_all(val, columns))
-        self.selection["trained"] = current.mean(-1).cpu().numpy()
+        self.selection.loc[nodes, "trained"] = current.mean(-1).cpu().numpy()
         mechanisms = dict(self.mechanisms)
         for i, node in enumerate(nodes):
             for spec, nll in zip(late, challengers):
                 if _nests(mechanisms[node], spec):
                     # Two least-squares regressions, one nested in the other: the F-test's
                     # likelihood ratio on every row decides (see Auto.nested_alpha).
-                    p_value = _linearity_p_value(rows, i, self._parent_index[node])
+                    p_value = _linearity_p_value(rows, self._index[node], self._parent_index[node])
                     self.selection.loc[node, "linearity p"] = p_value
                     if p_value < self.auto.nested_alpha:
                         mechanisms[node], current[i] = spec, nll[i]
                     continue
                 if beats(nll[i], current[i], self.auto.challenge_se_rule):
                     mechanisms[node], current[i] = spec, nll[i]
-            name = _describe(mechanisms[node])
-            self.selection.loc[node, "chosen"] = name
+            self.selection.loc[node, "chosen"] = _describe(mechanisms[node])
         for spec, nll in zip(late, challengers):
-            self.selection[f"{_describe(spec)} (after training)"] = nll.mean(-1).cpu().numpy()
+            self.selection.loc[nodes, f"{_describe(spec)} (after training)"] = (
+                nll.mean(-1).cpu().numpy()
+            )
         if mechanisms == self.mechanisms:
             return
-        old_stacks, old_slot = self.stacks, self._slot
+        old_stacks, old_groups, old_slot = self.stacks, self._groups, self._slot
         self.mechanisms = mechanisms
         self.stacks = self._build_stacks().to(device=self.device, dtype=self.dtype)
-        for node in nodes:
-            (g_old, k_old), (g, k) = old_slot[node], self._slot[node]
-            if not mechanisms[node].closed_form:
-                self.stacks[g].copy_slot(old_stacks[g_old], k_old, k)
+        for g, group in enumerate(self._groups):
+            if group in old_groups:  # untouched (every given mechanism's group): kept whole
+                self.stacks[g] = old_stacks[old_groups.index(group)]
+                continue
+            for k, node in enumerate(group[1]):
+                if not mechanisms[node].closed_form:
+                    g_old, k_old = old_slot[node]
+                    self.stacks[g].copy_slot(old_stacks[g_old], k_old, k)
         self._freeze_closed_form(self.stacks, self._groups, rows)
 
     def _build_stacks(self) -> nn.ModuleList:
@@ -1043,20 +1085,44 @@ def _num_rows(data: Mapping[str, Tensor], num_rows: int | None) -> int:
     return sizes.pop() if sizes else 1
 
 
-def _resolve_mechanisms(graph: CausalGraph, mechanisms: MechanismArg) -> dict[str, Mechanism]:
-    if mechanisms is None:
-        return {n: MAF() for n in graph.nodes}
-    if isinstance(mechanisms, Mechanism | str):
-        spec = mechanism_from_config(mechanisms)
-        return {n: spec for n in graph.nodes}
+def _resolve_one(spec: Any, node: str | None = None) -> Mechanism | Auto:
+    """One node's mechanism argument: a :class:`Mechanism`, its config or name, or a rule."""
+    if spec is None or (isinstance(spec, str) and spec == "default"):
+        return Auto.light()
+    if isinstance(spec, str) and spec == "auto":
+        return Auto()
+    if isinstance(spec, Auto):
+        return spec
+    if isinstance(spec, Mechanism | str | Mapping):
+        try:
+            return mechanism_from_config(spec if not isinstance(spec, Mapping) else dict(spec))
+        except (TypeError, ValueError) as exc:
+            where = f" for node {node!r}" if node is not None else ""
+            raise ValueError(
+                f"bad mechanism{where}: {exc} (or 'default' for Auto.light(), 'auto' for Auto())"
+            ) from exc
+    where = f" of node {node!r}" if node is not None else ""
+    raise TypeError(
+        f"the mechanism{where} must be a Mechanism, an Auto rule, a name or a config mapping, "
+        f"got {type(spec).__name__}"
+    )
+
+
+def _resolve_mechanisms(
+    graph: CausalGraph, mechanisms: MechanismArg
+) -> dict[str, Mechanism | Auto]:
+    """Every node's mechanism or selection rule; nodes left out of a mapping get the default."""
     if isinstance(mechanisms, Mapping):
         unknown = [n for n in mechanisms if n not in graph]
         if unknown:
             raise GraphError(
                 f"mechanisms given for unknown node(s) {unknown}; graph has {list(graph.nodes)}"
             )
-        return {n: mechanism_from_config(mechanisms.get(n, MAF())) for n in graph.nodes}
-    raise TypeError(
-        "mechanisms must be a Mechanism, a name or a mapping node -> Mechanism, got "
-        + type(mechanisms).__name__
-    )
+        return {n: _resolve_one(mechanisms.get(n), n) for n in graph.nodes}
+    if not isinstance(mechanisms, Mechanism | Auto | str | None):
+        raise TypeError(
+            "mechanisms must be a Mechanism, an Auto rule, a name or a mapping node -> "
+            "Mechanism, got " + type(mechanisms).__name__
+        )
+    spec = _resolve_one(mechanisms)
+    return {n: spec for n in graph.nodes}

@@ -6,7 +6,7 @@ built-in SCM), ``fit``, ``sample``, ``do``, ``counterfactual``, ``ate``, ``scms`
 
 from __future__ import annotations
 
-__all__ = ["main", "parse_assignments"]
+__all__ = ["build_parser", "main", "parse_assignments", "read_graph"]
 
 import argparse
 import json
@@ -40,19 +40,53 @@ def parse_assignments(items: Sequence[str]) -> dict[str, float]:
     return out
 
 
-def _read_graph(path: str) -> dict[str, list[str]]:
+GRAPH_KEYS = ("parents", "latent", "mechanisms")
+
+
+def read_graph(path: str) -> tuple[dict[str, list[str]], list[str], dict[str, str]]:
+    r"""Read a graph file: ``(parents, latent, mechanisms)``.
+
+    A YAML or JSON file that maps each node to its list of parents, or one with the keys
+    ``parents`` (that mapping), ``latent`` (unobserved nodes) and ``mechanisms``
+    (``node -> name``, e.g. ``treated: bernoulli``; nodes left out get the default).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> f = pathlib.Path(tempfile.mkdtemp()) / "g.yaml"
+        >>> _ = f.write_text("parents: {h: [], t: [h], y: [h, t]}\nlatent: [h]\n"
+        ...                  "mechanisms: {t: bernoulli}\n")
+        >>> read_graph(str(f))
+        ({'h': [], 't': ['h'], 'y': ['h', 't']}, ['h'], {'t': 'bernoulli'})
+    """
     import yaml
 
     text = Path(path).read_text()
     graph = yaml.safe_load(text)  # YAML is a superset of JSON
     if not isinstance(graph, dict):
         raise ValueError(f"{path}: a graph file maps each node to its list of parents")
-    return {str(k): [str(p) for p in (v or [])] for k, v in graph.items()}
+    latent: list[str] = []
+    mechanisms: dict[str, str] = {}
+    if "parents" in graph and set(graph) <= set(GRAPH_KEYS):
+        latent = [str(n) for n in graph.get("latent") or []]
+        mechanisms = {str(k): str(v) for k, v in (graph.get("mechanisms") or {}).items()}
+        graph = graph["parents"]
+        if not isinstance(graph, dict):
+            raise ValueError(f"{path}: 'parents' maps each node to its list of parents")
+    elif any(k in graph for k in ("latent", "mechanisms")):
+        raise ValueError(
+            f"{path}: to declare latent nodes or mechanisms, put the node -> parents mapping "
+            f"under 'parents' (keys allowed: {list(GRAPH_KEYS)})"
+        )
+    parents = {str(k): [str(p) for p in (v or [])] for k, v in graph.items()}
+    return parents, latent, mechanisms
 
 
 def _write(frame: pd.DataFrame, out: str | None, label: str) -> None:
     if out:
-        frame.to_csv(out, index=True)
+        # Draws keep their (row, draw) labels as columns; plain rows are written without the
+        # index, so the file is read back as it was written (and fed to another command).
+        draws = isinstance(frame.index, pd.MultiIndex)
+        (frame.reset_index() if draws else frame).to_csv(out, index=False)
         print(f"wrote {label} to {out}")
     else:
         with pd.option_context("display.max_rows", 40, "display.width", 120):
@@ -67,11 +101,14 @@ def _load(path: str, device: str):  # noqa: ANN202
 
 # ---------------------------------------------------------------- subcommands
 def cmd_fit(args: argparse.Namespace) -> None:
+    from pyrocausal.graph import CausalGraph
     from pyrocausal.models import SCM
 
     data = pd.read_csv(args.data)
-    graph = _read_graph(args.graph)
-    scm = SCM(graph, mechanisms=args.mechanisms)
+    parents, latent, per_node = read_graph(args.graph)
+    per_node.update(_parse_names(args.mechanism))
+    mechanisms = {n: per_node.get(n, args.mechanisms) for n in parents} if per_node else None
+    scm = SCM(CausalGraph(parents, latent=latent), mechanisms=mechanisms or args.mechanisms)
     history = scm.fit(
         data,
         epochs=args.epochs,
@@ -87,6 +124,16 @@ def cmd_fit(args: argparse.Namespace) -> None:
     if scm.selection is not None:
         print(scm.selection.to_string())
     print(f"saved to {args.output}")
+
+
+def _parse_names(items: Sequence[str] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items or ():
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise ValueError(f"expected NODE=MECHANISM, got {item!r}")
+        out[name.strip()] = value.strip()
+    return out
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
@@ -282,6 +329,13 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 # ---------------------------------------------------------------- parser
+MECHANISMS_HELP = (
+    "default (Auto.light(), as in Python), auto (the full selection), maf, nsf, anm, lsnm, "
+    "linear, bernoulli or categorical"
+)
+DEVICE_HELP = "auto (CUDA when present, the default), cpu or cuda"
+
+
 def _query_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--samples",
@@ -303,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser, seed: bool = True) -> None:
-        p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+        p.add_argument("--device", default="auto", help=DEVICE_HELP)
         if seed:
             p.add_argument("--seed", type=int, default=None, help="random seed")
 
@@ -311,16 +365,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scm", default="triangle_nonlinear", help="built-in SCM (see `scms`)")
     p.add_argument("--rows", type=int, default=5000)
     p.add_argument("--epochs", type=int, default=200)
-    p.add_argument("--mechanisms", default="auto", help="auto, maf, nsf, anm, lsnm or linear")
+    p.add_argument("--mechanisms", default="default", help=MECHANISMS_HELP)
     p.add_argument("--out", default="out/demo", help="folder for the plot and the model")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("fit", help="fit an SCM to a CSV file")
     p.add_argument("data", help="CSV with one numeric column per node")
-    p.add_argument("--graph", required=True, help="YAML or JSON file: node -> list of parents")
+    p.add_argument(
+        "--graph",
+        required=True,
+        help="YAML or JSON file: node -> list of parents, or the keys parents / latent / "
+        "mechanisms (see read_graph)",
+    )
     p.add_argument("-o", "--output", default="model.pt")
-    p.add_argument("--mechanisms", default="auto", help="auto, maf, nsf, anm, lsnm or linear")
+    p.add_argument("--mechanisms", default="default", help=MECHANISMS_HELP)
+    p.add_argument(
+        "--mechanism",
+        action="append",
+        metavar="NODE=NAME",
+        help="one node's mechanism (e.g. treated=bernoulli); repeatable; the others get "
+        "--mechanisms",
+    )
     p.add_argument("--epochs", type=int, default=200)
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--lr", type=float, default=3e-3)
@@ -397,7 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output folder (default out/<model>-<dataset>)")
     p.add_argument("--resume", action="store_true", help="resume from OUT/checkpoint.pt")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="metrics and image grids of a trained model")
@@ -408,7 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--oracle-size", type=int, default=8192, help="renders to train the oracle")
     p.add_argument("--oracle-epochs", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.set_defaults(func=cmd_evaluate)
     return parser
 

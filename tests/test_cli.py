@@ -49,7 +49,8 @@ def test_sample_do_counterfactual_ate(fitted, capsys, tmp_path):
     cf_path = tmp_path / "cf.csv"
     assert main(["counterfactual", str(model), "--factual", str(tmp_path / "rows.csv"),
                  "--set", "x2=1.5", "-o", str(cf_path)]) == 0  # fmt: skip
-    cf = pd.read_csv(cf_path, index_col=0)
+    cf = pd.read_csv(cf_path)  # written without the index: read back as it was written
+    assert list(cf.columns) == ["x1", "x2", "x3"]
     assert (cf["x2"] == 1.5).all() and len(cf) == 5
     assert (cf["x1"] == rows["x1"]).all()
     capsys.readouterr()
@@ -106,3 +107,68 @@ def test_train_passes_the_abduction_option(tmp_path):
     assert main(["train", "icm-vae", "--dataset", "morpho", "--epochs", "1", "--train-size", "64",
                  "--abduction", "noise", "--out", str(out), "--device", "cpu"]) == 0  # fmt: skip
     assert CRLModel.load(out / "model.pt").abduction == "noise"
+
+
+def test_one_command_output_feeds_another(fitted, tmp_path):
+    _, _, _, model = fitted
+    rows, cf = tmp_path / "rows.csv", tmp_path / "cf.csv"
+    assert main(["sample", str(model), "-n", "7", "--seed", "0", "-o", str(rows)]) == 0
+    assert list(pd.read_csv(rows).columns) == ["x1", "x2", "x3"]  # no 'Unnamed: 0'
+    assert main(["counterfactual", str(model), "--factual", str(rows), "--set", "x1=0",
+                 "-o", str(cf)]) == 0  # fmt: skip
+    assert main(["counterfactual", str(model), "--factual", str(cf), "--set", "x1=1"]) == 0
+    draws = tmp_path / "draws.csv"
+    assert main(["counterfactual", str(model), "--factual", str(rows), "--set", "x1=0",
+                 "--samples", "3", "-o", str(draws)]) == 0  # fmt: skip
+    frame = pd.read_csv(draws)
+    assert list(frame.columns) == ["row", "draw", "x1", "x2", "x3"] and len(frame) == 21
+
+
+def test_one_default_everywhere():
+    from pyrocausal.cli import build_parser
+
+    parser = build_parser()
+    fit = parser.parse_args(["fit", "d.csv", "--graph", "g.json"])
+    demo = parser.parse_args(["demo"])
+    assert fit.mechanisms == demo.mechanisms == "default"
+    assert fit.device == demo.device == "auto"
+    for command in (["sample", "m.pt"], ["do", "m.pt", "--set", "a=1"], ["train", "cvae"]):
+        assert parser.parse_args(command).device == "auto"
+
+
+def test_graph_file_declares_latent_nodes_and_per_node_mechanisms(tmp_path, capsys):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    severity = rng.normal(size=600)
+    treated = (rng.random(600) < 1 / (1 + np.exp(-severity))).astype(float)
+    days = 2 + severity + 2 * treated + 0.3 * rng.normal(size=600)
+    data = tmp_path / "d.csv"
+    pd.DataFrame({"severity": severity, "treated": treated, "days": days}).to_csv(data, index=False)
+    graph = tmp_path / "g.yaml"
+    graph.write_text(
+        "parents: {severity: [], treated: [severity], days: [severity, treated]}\n"
+        "mechanisms: {treated: bernoulli}\n"
+    )
+    model = tmp_path / "m.pt"
+    assert main(["fit", str(data), "--graph", str(graph), "-o", str(model), "--epochs", "4",
+                 "--quiet", "--seed", "0", "--device", "cpu"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "bernoulli (given)" in out  # the others went through the default's selection
+    from pyrocausal.models import SCM
+
+    scm = SCM.load(model)
+    assert type(scm.mechanisms["treated"]).__name__ == "Bernoulli"
+    latent = tmp_path / "latent.yaml"
+    latent.write_text("parents: {h: [], t: [h], y: [h, t]}\nlatent: [h]\n")
+    rows = pd.DataFrame({"t": rng.normal(size=300)})
+    rows["y"] = rows["t"] + rng.normal(size=300)
+    rows.to_csv(tmp_path / "ty.csv", index=False)
+    assert main(["fit", str(tmp_path / "ty.csv"), "--graph", str(latent), "-o", str(model),
+                 "--epochs", "2", "--quiet", "--seed", "0", "--device", "cpu",
+                 "--mechanism", "t=linear", "--mechanism", "y=linear"]) == 0  # fmt: skip
+    assert SCM.load(model).graph.latent == ("h",)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("a: []\nlatent: [a]\n")
+    assert main(["fit", str(data), "--graph", str(bad), "--quiet"]) == 2
+    assert "under 'parents'" in capsys.readouterr().err

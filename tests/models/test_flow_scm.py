@@ -371,3 +371,76 @@ def test_asking_for_cuda_without_a_gpu_says_so(triangle):
     truth, data, _ = triangle
     with pytest.raises(ValueError, match="no CUDA device"):
         pc.SCM(truth.graph).fit(data, epochs=1, device="cuda", progress=False)
+
+
+def _treatment_frame(n=1500, seed=0):
+    rng = np.random.default_rng(seed)
+    severity = rng.normal(size=n)
+    treated = (rng.random(n) < 1 / (1 + np.exp(-severity))).astype(float)
+    days = 2 + severity + 2 * treated + 0.3 * rng.normal(size=n)
+    return pd.DataFrame({"severity": severity, "treated": treated, "days": days})
+
+
+TREATMENT = {"severity": [], "treated": ["severity"], "days": ["severity", "treated"]}
+
+
+@pytest.mark.parametrize(
+    "mechanisms",
+    [
+        {"treated": pc.Bernoulli()},
+        {"treated": pc.Bernoulli(), "days": pc.Auto.light(), "severity": "default"},
+        {"treated": pc.Bernoulli(), "days": None},
+    ],
+    ids=["left-out", "auto-light-per-node", "none-per-node"],
+)
+def test_nodes_left_out_of_a_mapping_get_the_default_selection(mechanisms):
+    scm = pc.SCM(TREATMENT, mechanisms=mechanisms)
+    assert scm.auto == pc.Auto.light() and scm.auto_nodes == ("severity", "days")
+    frame = _treatment_frame()
+    before = frame.copy()
+    scm.fit(frame, epochs=10, progress=False, seed=0)
+    pd.testing.assert_frame_equal(frame, before)
+    assert isinstance(scm.mechanisms["treated"], pc.Bernoulli)
+    # severity is a Gaussian root and days is linear in its parents: the default takes
+    # least squares for both (a left-out node used to get a 16x16 MAF instead).
+    assert scm.selection.loc["treated", "chosen"] == "bernoulli (given)"
+    assert scm.selection.loc["severity", "chosen"] == "linear"
+    assert scm.selection.loc["days", "chosen"] in ("linear", "quadratic")
+    cf = scm.counterfactual(frame.head(50), {"treated": 0.0}, num_samples=20, seed=0)
+    # x days = 2 + severity + 2 t + noise: undoing a treatment takes 2 days off (tolerance:
+    # the fitted slope from 1,500 rows is within a few hundredths of 2).
+    treated = frame.head(50)["treated"] == 1.0
+    shift = frame.head(50)["days"][treated] - cf.mean()["days"][treated.to_numpy()]
+    assert np.allclose(shift, 2.0, atol=0.1)
+
+
+def test_one_selection_rule_per_model_and_clear_errors_for_bad_names():
+    with pytest.raises(ValueError, match="one selection rule"):
+        pc.SCM(TREATMENT, mechanisms={"treated": pc.Bernoulli(), "days": pc.Auto()})
+    with pytest.raises(ValueError, match="node 'days'.*'bogus'"):
+        pc.SCM(TREATMENT, mechanisms={"days": "bogus"})
+    with pytest.raises(TypeError, match="node 'days'"):
+        pc.SCM(TREATMENT, mechanisms={"days": 3})
+    given = pc.SCM(TREATMENT, mechanisms={n: "linear" for n in TREATMENT})
+    assert given.auto is None and given.auto_nodes == ()
+    assert pc.SCM(TREATMENT, mechanisms="default").auto == pc.Auto.light()
+
+
+@pytest.mark.parametrize("given", [{}, {"a": "maf", "y": "linear"}], ids=["default", "given"])
+def test_discrete_columns_whose_standardization_does_not_round_trip(given):
+    # Regression: de-standardizing the rows turned 0 into about -1e-7, which the discrete
+    # mechanism's start rejected ("takes the values 0, ..., 3; its column 'c' holds ...").
+    rng = np.random.default_rng(6)
+    c = rng.integers(0, 4, 1000).astype(float)
+    a = rng.normal(size=1000)
+    frame = pd.DataFrame({"a": a, "c": c, "y": a + c + 0.1 * rng.normal(size=1000)})
+    x = torch.tensor(frame.to_numpy(), dtype=torch.float32)  # as SCM.fit standardizes
+    back = (x - x.mean(0)) / x.std(0) * x.std(0) + x.mean(0)
+    assert bool((back[:, 1] < 0).any())  # the round-off the old code tripped on is there
+    graph = {"a": [], "c": ["a"], "y": ["a", "c"]}
+    scm = pc.SCM(graph, mechanisms={"c": pc.Categorical(4), **given})
+    scm.fit(frame, epochs=3, progress=False, seed=0)
+    assert np.isfinite(scm.log_prob(frame)).all()
+    probs = scm.sample(4000, seed=0)["c"].value_counts(normalize=True).sort_index()
+    assert probs.index.tolist() == [0.0, 1.0, 2.0, 3.0]
+    assert np.allclose(probs, 0.25, atol=0.04)  # uniform categories; 4,000 draws: sd 0.007
