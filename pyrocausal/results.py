@@ -292,6 +292,10 @@ class CausalQueryResult:
             ax.bar(levels + shift, counts / counts.sum(), width=width, color=color, label=label)
             ax.set_xticks(levels)
             ax.set_ylabel("probability")
+        elif np.ptp(values) <= 1e-9 * max(1.0, float(np.abs(values).max())):
+            # A single value (e.g. a counterfactual with every variable observed): a
+            # histogram of it is a sliver whose height flattens everything else in the panel.
+            ax.axvline(values[0], color=color, lw=2.5, label=f"{label} (one value)")
         else:
             ax.hist(
                 values,
