@@ -9,8 +9,10 @@ __all__ = [
     "plot_counterfactuals",
     "plot_graph",
     "plot_interventional",
+    "render_scm",
 ]
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -243,6 +245,83 @@ def plot_graph(graph: Any, ax=None):  # noqa: ANN001, ANN201
             )
         )  # fmt: skip
     return ax
+
+
+_INSTALL = (
+    "pip install graphviz (the Python package) and the Graphviz 'dot' program: "
+    "apt-get install graphviz, brew install graphviz or conda install graphviz; or draw the "
+    "graph without them with pyrocausal.plotting.plot_graph(scm)"
+)
+
+
+def render_scm(
+    scm: Any,
+    filename: str | os.PathLike | None = None,
+    *,
+    num_rows: int = 1,
+    render_distributions: bool = False,
+    render_params: bool = False,
+) -> Any:
+    """The SCM's Pyro program drawn by :func:`pyro.render_model` (Graphviz).
+
+    Every node is a sample site inside the ``rows`` plate; observed nodes are shaded (the
+    program is run conditioned on one simulated row, so the edges are the dependencies Pyro
+    traces through the mechanisms, not a copy of the declared graph); latent nodes are not.
+
+    Arguments:
+        scm: An :class:`~pyrocausal.SCM` (fitted or not).
+        filename: Also write the drawing there; the suffix names the format (``.svg``,
+            ``.png``, ``.pdf``, ...).
+        num_rows: Rows the program is traced with.
+        render_distributions: Add each site's distribution.
+        render_params: Add the program's Pyro parameters.
+
+    Returns:
+        The :class:`graphviz.Digraph` (shown as SVG in a notebook).
+
+    Raises:
+        ImportError: the ``graphviz`` Python package or the Graphviz ``dot`` program is
+            missing (there is no silent fallback: the message says what to install, and
+            :func:`plot_graph` draws the graph with matplotlib alone).
+        ValueError: ``filename`` has no suffix or one Graphviz does not write.
+    """
+    import pyro
+    import torch
+
+    graphviz = _require_graphviz()
+    if filename is not None:
+        suffix = os.path.splitext(os.fspath(filename))[1][1:].lower()
+        if suffix not in graphviz.FORMATS:
+            raise ValueError(
+                f"cannot tell the format of filename {os.fspath(filename)!r} from its suffix; "
+                "use one such as .svg, .png or .pdf"
+            )
+    observed = set(scm.graph.observed)
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):  # leave the caller's RNG alone
+        row = scm.model(num_rows=num_rows)
+    data = {n: v.detach() for n, v in row.items() if n in observed}
+    return pyro.render_model(
+        scm.model,
+        model_kwargs={"data": data, "num_rows": num_rows},
+        filename=None if filename is None else os.fspath(filename),
+        render_distributions=render_distributions,
+        render_params=render_params,
+    )
+
+
+def _require_graphviz():  # noqa: ANN202
+    """The ``graphviz`` module, once the package and its ``dot`` program are both found."""
+    try:
+        import graphviz
+    except ImportError as error:
+        raise ImportError(f"rendering the Pyro program needs Graphviz: {_INSTALL}") from error
+    try:
+        graphviz.version()
+    except (graphviz.ExecutableNotFound, OSError) as error:
+        raise ImportError(
+            f"the Graphviz 'dot' program was not found on PATH ({error}); {_INSTALL}"
+        ) from error
+    return graphviz
 
 
 def _label(node: str, width: int = 6) -> str:

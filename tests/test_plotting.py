@@ -1,10 +1,13 @@
 """Graph drawing: every edge drawn, none through a third node; SCM.render via pyro.render_model."""
 
 import itertools
+import re
+import sys
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+import torch
 from matplotlib.patches import Circle, FancyArrowPatch
 
 import pyrocausal as pc
@@ -125,3 +128,59 @@ def test_draws_an_scm_into_given_axes():
     assert out is axes[1] and len(axes[0].patches) == 0
     assert sorted(t.get_text() for t in out.texts) == ["x1", "x2", "x3"]
     plt.close(fig)
+
+
+def _graphviz_missing() -> str | None:
+    """Why SCM.render cannot run here, or None."""
+    try:
+        import graphviz
+    except ImportError:
+        return "the graphviz Python package is not installed (pip install graphviz)"
+    try:
+        graphviz.version()
+    except (graphviz.ExecutableNotFound, OSError):
+        return "the Graphviz 'dot' program is not on PATH (apt-get install graphviz)"
+    return None
+
+
+needs_graphviz = pytest.mark.skipif(
+    _graphviz_missing() is not None, reason=str(_graphviz_missing())
+)
+RENDERED = pc.CausalGraph({"u": [], "x1": [], "x2": ["x1", "u"], "x3": ["x1", "x2"]}, latent=["u"])
+
+
+@needs_graphviz
+@pytest.mark.parametrize("mechanisms", [None, pc.LinearGaussian(), pc.NSF()], ids=str)
+def test_render_shows_every_site_and_edge(tmp_path, mechanisms):
+    scm = pc.SCM(RENDERED, mechanisms=mechanisms)
+    rng = torch.get_rng_state()
+    digraph = scm.render(tmp_path / "scm.svg", render_distributions=True)
+    assert torch.equal(rng, torch.get_rng_state())  # the traced row leaves the RNG alone
+    source = digraph.source
+    # edges found by Pyro's provenance tracking through the flows: exactly the graph's
+    edges = set(re.findall(r"^\s*(\w+) -> (\w+)", source, flags=re.M))
+    assert edges == set(RENDERED.edges)
+    fill = dict(re.findall(r"^\s*(\w+) \[label=\w+ fillcolor=(\w+)", source, flags=re.M))
+    assert fill == {"u": "white", "x1": "gray", "x2": "gray", "x3": "gray"}  # observed shaded
+    assert "cluster_rows" in source and "x3 ~ TransformedDistribution" in source
+    svg = (tmp_path / "scm.svg").read_text()
+    assert svg.startswith("<?xml") and all(f">{n}</text>" in svg for n in RENDERED.nodes)
+
+
+@needs_graphviz
+def test_render_needs_a_known_format():
+    with pytest.raises(ValueError, match="format of filename 'scm'"):
+        pc.SCM(RENDERED).render("scm")
+
+
+def test_render_without_the_graphviz_package_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "graphviz", None)  # import graphviz -> ImportError
+    with pytest.raises(ImportError, match="pip install graphviz .*apt-get install graphviz"):
+        pc.SCM(RENDERED).render()
+
+
+def test_render_without_dot_says_what_to_install(monkeypatch, tmp_path):
+    pytest.importorskip("graphviz", reason="the graphviz Python package is not installed")
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty folder: no dot
+    with pytest.raises(ImportError, match="'dot' program was not found.*plot_graph"):
+        pc.SCM(RENDERED).render()
