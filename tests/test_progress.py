@@ -161,3 +161,14 @@ def test_tqdm_auto_itself_warns_there(monkeypatch):
     _pretend_kernel_without_ipywidgets(monkeypatch)
     with pytest.warns(TqdmWarning, match="IProgress not found"):
         import tqdm.auto  # noqa: F401
+
+
+def test_oracle_training_follows_the_switch(capsys):
+    from pyrocausal.datasets.morpho import MorphoDigits
+    from pyrocausal.metrics import train_oracle
+
+    train_oracle(MorphoDigits(), n=32, epochs=1, progress=True)
+    assert "oracle morpho" in capsys.readouterr().err.lower()
+    pc.set_progress(False)
+    train_oracle(MorphoDigits(), n=32, epochs=1, progress=True)
+    assert capsys.readouterr().err == ""
