@@ -51,10 +51,10 @@ import pyro
 import torch
 from pyro.infer import ELBO, TraceMeanField_ELBO
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from pyrocausal.inference.devices import resolve_device
 from pyrocausal.inference.errors import TrainingDivergedError
+from pyrocausal.progress import progress_bar, update_postfix
 
 _FORMAT = "pyrocausal.svi-checkpoint"
 _VERSION = 1
@@ -152,7 +152,8 @@ class SVITrainer:
             rolled back several epochs in a row; Pendulum SCM-VAE seed 1 at alpha 0.1 four,
             ending at lr 1.25e-4, where restoring the moments gives one rollback and lr 1e-3).
         spike_lr_factor: Learning-rate multiplier applied at each rollback.
-        progress: Show a progress bar.
+        progress: Show a progress bar (``False`` hides it; the global switch
+            :func:`pyrocausal.set_progress` can hide it too).
     """
 
     def __init__(
@@ -245,8 +246,8 @@ class SVITrainer:
         if n == 0:
             raise ValueError("no training data")
         self.module.train()
-        bar = tqdm(
-            total=epochs, initial=self.epoch, disable=not self.progress, unit="epoch", desc="SVI"
+        bar = progress_bar(
+            total=epochs, initial=self.epoch, enabled=self.progress, unit="epoch", desc="SVI"
         )
         try:
             for epoch in range(self.epoch, epochs):
@@ -278,8 +279,8 @@ class SVITrainer:
                         nn.utils.clip_grad_norm_(self.module.parameters(), self.grad_clip)
                     self.optimizer.step()
                     total += loss.item() * index.numel()
-                    if step % 10 == 0:
-                        bar.set_postfix(loss=f"{loss.item():.4g}", step=step + 1)
+                    if step % 10 == 0 and not bar.disable:
+                        update_postfix(bar, loss=f"{loss.item():.4g}", step=step + 1)
                 record = {
                     "epoch": epoch + 1,
                     "loss": total / n,
@@ -307,7 +308,7 @@ class SVITrainer:
                             "loss": record["loss"],
                             "module": _cpu_state(self.module),
                         }
-                bar.set_postfix(loss=f"{record['loss']:.4g}")
+                bar.set_postfix(loss=f"{record['loss']:.4g}", refresh=False)
                 bar.update(1)
                 last = self.epoch == epochs
                 if checkpoint is not None and (last or self.epoch % checkpoint_every == 0):

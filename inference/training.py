@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 import pandas as pd
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from pyrocausal.inference.errors import TrainingDivergedError
+from pyrocausal.progress import progress_bar
 
 
 @dataclass
@@ -116,7 +116,8 @@ def train_mle(
             (``None`` never stops early).
         cosine: Anneal the learning rate along a cosine to 1% of ``lr``.
         seed: Seed of the batch order (the global RNG when ``None``).
-        progress: Show a tqdm progress bar with the current losses.
+        progress: Show a progress bar with the current losses (``False`` hides it; the
+            global switch :func:`pyrocausal.set_progress` can hide it too).
         description: Label of the progress bar.
         loss_offset: Constant parts of the mean training and validation losses, added to
             the reported values: terms that no trainable parameter enters (a model's
@@ -164,7 +165,7 @@ def train_mle(
     best_state = _snapshot(module)
     since_best = 0
     start = time.perf_counter()
-    bar = tqdm(range(epochs), desc=description, disable=not progress, leave=False)
+    bar = progress_bar(range(epochs), enabled=progress, desc=description, leave=False)
     module.train()
     for epoch in bar:
         order = torch.randperm(train.shape[0], generator=generator).to(data.device)
@@ -210,11 +211,11 @@ def train_mle(
                 best_state = _snapshot(module)
         else:
             since_best += 1
-        if progress:
+        if not bar.disable:  # shown at the bar's next (throttled) redraw
             post = {"loss": f"{history.loss[-1]:.4f}"}
             if n_val:
                 post["val"] = f"{history.val_loss[-1]:.4f}"
-            bar.set_postfix(post)
+            bar.set_postfix(post, refresh=False)
         if n_val and patience is not None and since_best >= patience:
             history.stopped_early = True
             break

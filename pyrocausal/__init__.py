@@ -22,6 +22,7 @@ from pyrocausal.mechanisms import (
     Mechanism,
 )
 from pyrocausal.models import SCM, InterventionalSCM, SCMEnsemble
+from pyrocausal.progress import get_progress, set_progress
 from pyrocausal.results import CausalQueryResult
 
 __version__ = "0.1.0"
@@ -45,5 +46,7 @@ __all__ = [
     "Mechanism",
     "SCMEnsemble",
     "TrainingDivergedError",
+    "get_progress",
     "intervene",
+    "set_progress",
 ]

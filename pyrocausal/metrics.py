@@ -68,7 +68,8 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from scipy.stats import rankdata
 from torch import nn
-from tqdm import tqdm
+
+from pyrocausal.progress import progress_bar
 
 if TYPE_CHECKING:
     from pyrocausal.datasets.images import ImageDataset
@@ -731,7 +732,7 @@ def train_oracle(
     optimizer = torch.optim.Adam(oracle.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(seed)
     oracle.train()
-    for _ in tqdm(range(epochs), desc=f"oracle {dataset.name}", disable=not progress):
+    for _ in progress_bar(range(epochs), enabled=progress, desc=f"oracle {dataset.name}"):
         for index in torch.randperm(n_fit, generator=generator).split(batch_size):
             batch = images[index].to(target).float().div_(255.0)
             loss = nn.functional.mse_loss(oracle.codes(batch), codes[index].to(target))

@@ -58,9 +58,9 @@ from matplotlib.artist import Artist
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch.utils.data import Dataset
-from tqdm import tqdm
 
 from pyrocausal.graph import CausalGraph
+from pyrocausal.progress import progress_bar
 
 #: Environment variable that moves the data set cache.
 CACHE_ENV = "PYROCAUSAL_CACHE_DIR"
@@ -381,7 +381,7 @@ class ImageDataset(ABC):
 
     def _render_all(self, factors: pd.DataFrame, progress: bool, desc: str) -> np.ndarray:
         out = np.empty((len(factors), *self.image_shape), dtype=np.uint8)
-        with tqdm(total=len(factors), desc=desc, unit="img", disable=not progress) as bar:
+        with progress_bar(total=len(factors), enabled=progress, desc=desc, unit="img") as bar:
             for start in range(0, len(factors), _RENDER_CHUNK):
                 chunk = factors.iloc[start : start + _RENDER_CHUNK]
                 out[start : start + len(chunk)] = self.render_uint8(chunk.reset_index(drop=True))
