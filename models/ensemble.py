@@ -184,6 +184,15 @@ def _pool(parts: list[CausalQueryResult]) -> CausalQueryResult:
         diagnostics = pd.concat(
             [p.diagnostics.assign(member=m) for m, p in enumerate(parts)]  # type: ignore[union-attr]
         )
+    stats: dict[str, tuple[tuple[str, ...], np.ndarray]] = {}
+    for name, (dims, _) in first.stats.items():
+        values = [np.asarray(p.stats[name][1]) for p in parts if name in p.stats]
+        if len(values) != len(parts):
+            continue
+        if dims[:1] == ("draw",):  # the pooled draws are the members' draws in member order
+            stats[name] = (dims, np.concatenate(values))
+        elif len({v.shape for v in values}) == 1:
+            stats[name] = (("member", *dims), np.stack(values))
     return CausalQueryResult(
         first.kind,
         stack([p.samples for p in parts]),  # type: ignore[arg-type]
@@ -192,6 +201,7 @@ def _pool(parts: list[CausalQueryResult]) -> CausalQueryResult:
         evidence=first.evidence,
         intervention=first.intervention,
         diagnostics=diagnostics,
+        stats=stats,
         discrete=first.discrete,
         info={**first.info, "members": len(parts)},
     )
