@@ -41,7 +41,7 @@ from pyrocausal.validation import Intervention, check_frame, check_intervention
 
 if TYPE_CHECKING:
     from pyrocausal.inference.posterior import Abduction
-    from pyrocausal.results import CausalQueryResult
+    from pyrocausal.results import ATEResult, CausalQueryResult
 
 _FORMAT = "pyrocausal.SCM"
 # 2: the regression and the first network layer of a stack share one input matrix
@@ -803,21 +803,43 @@ class SCM(nn.Module):
         control: Intervention,
         num_samples: int = 10_000,
         seed: int | None = None,
-    ) -> float:
+    ) -> ATEResult:
         """Average treatment effect ``E[target | do(treatment)] - E[target | do(control)]``.
 
         Both worlds share the same exogenous noise draws (common random numbers), which
         removes most of the Monte Carlo noise from the difference.
 
+        Arguments:
+            target: The outcome variable.
+            treatment: The intervention of the treated world, e.g. ``{"t": 1.0}``.
+            control: The intervention of the control world.
+            num_samples: Monte Carlo draws (shared by both worlds).
+            seed: Seed of the draws.
+
+        Returns:
+            An :class:`~pyrocausal.results.ATEResult`: a ``float`` (the estimate) whose
+            ``se`` is the Monte Carlo standard error of the paired differences and whose
+            ``interval(prob)`` is the normal interval around it. It measures the Monte Carlo
+            error only, the mechanisms taken as known; for the uncertainty of the fit use
+            :meth:`SCMEnsemble.ate <pyrocausal.models.SCMEnsemble.ate>`.
+
         Example:
             >>> import pyrocausal as pc
             >>> scm = pc.SCM({"a": [], "b": ["a"]}, mechanisms="linear")
-            >>> isinstance(scm.ate("b", {"a": 1.0}, {"a": 0.0}, num_samples=100, seed=0), float)
+            >>> ate = scm.ate("b", {"a": 1.0}, {"a": 0.0}, num_samples=1000, seed=0)
+            >>> isinstance(ate, float), ate.se < 0.1
+            (True, True)
+            >>> low, high = ate.interval(0.9)
+            >>> bool(low <= ate <= high)
             True
         """
+        from pyrocausal.results import ATEResult
+
         self.graph.check_node(target, "target variable")
+        if num_samples < 2:
+            raise ValueError(f"num_samples must be at least 2, got {num_samples}")
         noise = self._prior_noise(num_samples, seed)
-        means = []
+        outcomes = []
         for iv in (treatment, control):
             checked = check_intervention(
                 iv, self.graph, num_samples, dtype=self.dtype, device=self.device
@@ -826,8 +848,10 @@ class SCM(nn.Module):
                 values = replay_counterfactual(
                     self.model, noise, checked, self.graph.nodes, num_rows=num_samples
                 )
-            means.append(values[target].expand(num_samples).double().mean())
-        return float(means[0] - means[1])
+            outcomes.append(values[target].expand(num_samples).double())
+        differences = outcomes[0] - outcomes[1]  # paired by the shared noise
+        se = differences.std() / math.sqrt(num_samples)
+        return ATEResult(float(differences.mean()), float(se), num_samples)
 
     def _discrete(self, node: str) -> bool:
         g, _ = self._slot[node]

@@ -22,11 +22,12 @@ from pyrocausal.mechanisms import (
     Mechanism,
 )
 from pyrocausal.models import SCM, InterventionalSCM, SCMEnsemble
-from pyrocausal.results import CausalQueryResult
+from pyrocausal.results import ATEResult, CausalQueryResult
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ATEResult",
     "MAF",
     "NSF",
     "AdditiveNoise",

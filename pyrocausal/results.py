@@ -5,12 +5,13 @@
 ``posterior``, where ``az.summary`` and ``az.plot_posterior`` look by default, the other worlds
 in ``factual`` and ``interventional``, the evidence in ``observed_data`` and the inference's
 diagnostics in ``sample_stats``, all with a ``row`` coordinate), summarizes them (mean, sd and
-highest-density interval per variable and row) and plots them.
+highest-density interval per variable and row) and plots them. :class:`ATEResult` is an
+average treatment effect that is a ``float`` and carries its standard error and interval.
 """
 
 from __future__ import annotations
 
-__all__ = ["CausalQueryResult"]
+__all__ = ["ATEResult", "CausalQueryResult"]
 
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
@@ -19,6 +20,90 @@ import numpy as np
 import pandas as pd
 
 Kind = Literal["counterfactual", "interventional"]
+
+
+class ATEResult(float):
+    """An average treatment effect: a ``float`` (the estimate) with its uncertainty.
+
+    Returned by :meth:`SCM.ate <pyrocausal.models.SCM.ate>` and
+    :meth:`SCMEnsemble.ate <pyrocausal.models.SCMEnsemble.ate>`. It is the estimate itself
+    (``f"{ate:.4f}"``, ``round(ate, 3)``, arithmetic and comparisons work as on a float), with:
+
+    * :attr:`se`: for one SCM, the Monte Carlo standard error of the estimate (the SCM's
+      mechanisms taken as known: it shrinks as ``1/sqrt(num_samples)``); for an ensemble,
+      the bootstrap standard error, the standard deviation of the members' estimates (the
+      uncertainty of the fit, which more draws do not remove).
+    * :meth:`interval`: the normal interval ``estimate +- z * se``.
+    * :attr:`members`: the members' estimates (an ensemble), else ``None``.
+
+    Arguments:
+        estimate: The point estimate.
+        se: Its standard error.
+        num_samples: Monte Carlo draws per world (per member for an ensemble).
+        members: The members' estimates of an ensemble.
+
+    Example:
+        >>> ate = ATEResult(2.0, se=0.1, num_samples=1000)
+        >>> f"{ate:.4f}", ate + 1.0, ate.estimate
+        ('2.0000', 3.0, 2.0)
+        >>> [round(x, 3) for x in ate.interval(0.95)]
+        [1.804, 2.196]
+        >>> ate
+        ATEResult(2, se=0.1, 90% interval [1.836, 2.164], num_samples=1000)
+    """
+
+    se: float
+    num_samples: int
+    members: np.ndarray | None
+
+    def __new__(
+        cls,
+        estimate: float,
+        se: float,
+        num_samples: int,
+        members: Sequence[float] | None = None,
+    ) -> ATEResult:
+        self = super().__new__(cls, estimate)
+        self.se = float(se)
+        self.num_samples = int(num_samples)
+        self.members = None if members is None else np.asarray(members, dtype=np.float64)
+        return self
+
+    @property
+    def estimate(self) -> float:
+        """The point estimate as a plain float."""
+        return float(self)
+
+    def interval(self, prob: float = 0.9) -> tuple[float, float]:
+        """The central normal interval ``estimate +- z * se`` holding ``prob``.
+
+        Arguments:
+            prob: Coverage of the interval, in (0, 1).
+
+        Returns:
+            ``(low, high)``.
+        """
+        from scipy.stats import norm
+
+        if not 0.0 < prob < 1.0:
+            raise ValueError(f"prob must be in (0, 1), got {prob}")
+        half = float(norm.ppf(0.5 + prob / 2)) * self.se
+        return self.estimate - half, self.estimate + half
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        members = None if self.members is None else self.members.tolist()
+        return (ATEResult, (self.estimate, self.se, self.num_samples, members))
+
+    def __str__(self) -> str:
+        return float.__repr__(self)
+
+    def __repr__(self) -> str:
+        lo, hi = self.interval(0.9)
+        extra = f", members={len(self.members)}" if self.members is not None else ""
+        return (
+            f"ATEResult({self.estimate:.4g}, se={self.se:.2g}, 90% interval [{lo:.4g}, "
+            f"{hi:.4g}], num_samples={self.num_samples}{extra})"
+        )
 
 
 class CausalQueryResult:
