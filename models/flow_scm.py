@@ -900,8 +900,57 @@ class SCM(nn.Module):
         return scm.to(resolve_device(device))
 
     def extra_repr(self) -> str:
-        mech = ", ".join(f"{n}: {type(m).__name__}" for n, m in self.mechanisms.items())
+        """The header of the ``nn.Module`` tree (``nn.Module.__repr__(scm)`` prints it all)."""
+        mech = ", ".join(f"{n}: {_label(m)}" for n, m in self.mechanisms.items())
         return f"graph={self.graph!r}, mechanisms={{{mech}}}, fitted={bool(self.fitted)}"
+
+    def __repr__(self) -> str:
+        """One line per node: its parents and its mechanism; whether fitted; device, dtype.
+
+        The ``nn.Module`` tree of the parameters is ``print(scm.stacks)`` (or
+        ``nn.Module.__repr__(scm)``).
+
+        Example:
+            >>> import pyrocausal as pc
+            >>> pc.SCM({"x1": [], "x2": ["x1"], "x3": ["x1", "x2"]}, mechanisms="linear")
+            SCM(3 nodes, 3 edges, not fitted, cpu, float32)
+              x1                linear
+              x2 <- x1          linear
+              x3 <- x1, x2      linear
+            >>> pc.SCM({"x1": [], "x2": ["x1"]})  # the default chooses while fitting
+            SCM(2 nodes, 1 edge, not fitted, cpu, float32; mechanisms chosen by Auto.light() in fit)
+              x1
+              x2 <- x1
+        """
+        graph = self.graph
+        edges = sum(len(graph.parents(n)) for n in graph.nodes)
+        fitted = "fitted" if bool(self.fitted) else "not fitted"
+        dtype = str(self.dtype).removeprefix("torch.")
+        pending = self.auto is not None and not bool(self.fitted)
+        choice = ""
+        if pending:
+            name = (
+                "Auto.light()"
+                if self.auto == Auto.light()
+                else "Auto()"
+                if self.auto == Auto()
+                else "Auto(...)"
+            )
+            choice = f"; mechanisms chosen by {name} in fit"
+        head = (
+            f"SCM({len(graph.nodes)} node{'s' * (len(graph.nodes) != 1)}, {edges} "
+            f"edge{'s' * (edges != 1)}, {fitted}, {self.device}, {dtype}{choice})"
+        )
+        latent = set(graph.latent)
+        rows = []
+        for n in graph.nodes:
+            parents = graph.parents(n)
+            left = n + (f" <- {', '.join(parents)}" if parents else "")
+            left += " (latent)" if n in latent else ""
+            rows.append((left, "" if pending else _label(self.mechanisms[n])))
+        width = max(len(left) for left, _ in rows) + 4
+        lines = [f"  {left:<{width}}{right}".rstrip() for left, right in rows]
+        return "\n".join([head, *lines])
 
 
 class InterventionalSCM:
@@ -1046,6 +1095,14 @@ def _describe(spec: Mechanism) -> str:
     if getattr(spec, "noise_shape", "spline") != "spline":
         name = f"{name}-{spec.noise_shape}"
     return f"{name}({hidden})" if hidden else name
+
+
+def _label(spec: Mechanism) -> str:
+    """A mechanism's short name for reprs: ``_describe`` where it applies, else its class."""
+    try:
+        return _describe(spec)
+    except AttributeError:  # a user's Mechanism without hidden_features
+        return type(spec).__name__
 
 
 def _broadcast(a: Sequence[int], b: Sequence[int]) -> torch.Size:

@@ -14,6 +14,7 @@ import pyrocausal as pc
 from pyrocausal.datasets import load_scm
 from pyrocausal.inference import TrainingDivergedError, replay_counterfactual
 from pyrocausal.mechanisms import StackedMechanism, ZukoBase
+from pyrocausal.models.flow_scm import _label
 
 MECHANISMS = [
     pc.MAF(hidden_features=(16, 16)),
@@ -371,3 +372,25 @@ def test_asking_for_cuda_without_a_gpu_says_so(triangle):
     truth, data, _ = triangle
     with pytest.raises(ValueError, match="no CUDA device"):
         pc.SCM(truth.graph).fit(data, epochs=1, device="cuda", progress=False)
+
+
+def test_repr_shows_graph_mechanisms_and_state(triangle):
+    truth, data, _ = triangle
+    scm = pc.SCM(
+        truth.graph,
+        mechanisms={"x1": "linear", "x2": "linear", "x3": pc.MAF(hidden_features=(8, 8))},
+    )
+    lines = repr(scm).splitlines()
+    assert lines[0] == "SCM(3 nodes, 3 edges, not fitted, cpu, float32)"
+    assert lines[1].split() == ["x1", "linear"]
+    assert lines[3].split() == ["x3", "<-", "x1,", "x2", "maf(8x8)"]
+    assert "Parameter" not in repr(scm)  # the nn.Module tree stays out of the repr ...
+    assert "Parameter containing" in torch.nn.Module.__repr__(scm)  # ... and within reach
+    default = pc.SCM(truth.graph)
+    assert repr(default).splitlines()[0].endswith("mechanisms chosen by Auto.light() in fit)")
+    default.fit(data, epochs=2, progress=False, seed=0)
+    head, *rows = repr(default).splitlines()
+    assert "fitted" in head and "not fitted" not in head and "Auto" not in head
+    chosen = {row.split()[0]: row.split()[-1] for row in rows}
+    assert chosen == {n: _label(m) for n, m in default.mechanisms.items()}
+    assert set(chosen.values()) <= {"linear", "quadratic", "maf(24x24)", "lsnm-sinh-arcsinh(24x24)"}
