@@ -78,6 +78,19 @@ class SCMEnsemble:
             num_models: Ensemble size.
             seed: Seed of the resamples and of each member's fit.
             **fit_options: Passed to :meth:`SCM.fit` (``progress`` defaults to ``False``).
+
+        Example:
+            >>> import numpy as np, pandas as pd
+            >>> import pyrocausal as pc
+            >>> rng = np.random.default_rng(0)
+            >>> a = rng.normal(size=60)
+            >>> data = pd.DataFrame({"a": a, "b": 2 * a + rng.normal(size=60)})
+            >>> scm = pc.SCM({"a": [], "b": ["a"]}, mechanisms="linear")
+            >>> ensemble = SCMEnsemble.bootstrap(scm, data, num_models=3, seed=0)
+            >>> len(ensemble), all(bool(m.fitted) for m in ensemble.members)
+            (3, True)
+            >>> bool(scm.fitted)                           # the template is not fitted
+            False
         """
         if num_models < 1:
             raise ValueError(f"num_models must be at least 1, got {num_models}")
@@ -119,7 +132,22 @@ class SCMEnsemble:
         seed: int | None = None,
     ) -> CausalQueryResult:
         """Posterior counterfactual draws pooled over the members (see
-        :meth:`SCM.counterfactual`)."""
+        :meth:`SCM.counterfactual`).
+
+        Example:
+            >>> import numpy as np, pandas as pd
+            >>> import pyrocausal as pc
+            >>> rng = np.random.default_rng(0)
+            >>> a = rng.normal(size=60)
+            >>> data = pd.DataFrame({"a": a, "b": 2 * a + rng.normal(size=60)})
+            >>> scm = pc.SCM({"a": [], "b": ["a"]}, mechanisms="linear")
+            >>> ensemble = SCMEnsemble.bootstrap(scm, data, num_models=4, seed=0)
+            >>> result = ensemble.counterfactual(data.head(2), {"a": 0.0}, num_samples=200, seed=0)
+            >>> result.info["members"], result.num_draws
+            (4, 200)
+            >>> bool((result.summary().loc["b", "sd"] > 0).all())   # the members disagree
+            True
+        """
         parts = [
             member.counterfactual(
                 evidence,
@@ -181,11 +209,36 @@ class SCMEnsemble:
         )
 
     def do(self, intervention: Intervention) -> _EnsembleIntervention:
-        """The intervened ensemble; ``.query(num_samples)`` pools the members' draws."""
+        """The intervened ensemble; ``.query(num_samples)`` pools the members' draws.
+
+        Example:
+            >>> import numpy as np, pandas as pd
+            >>> import pyrocausal as pc
+            >>> rng = np.random.default_rng(0)
+            >>> a = rng.normal(size=60)
+            >>> data = pd.DataFrame({"a": a, "b": 2 * a + rng.normal(size=60)})
+            >>> scm = pc.SCM({"a": [], "b": ["a"]}, mechanisms="linear")
+            >>> ensemble = SCMEnsemble.bootstrap(scm, data, num_models=4, seed=0)
+            >>> doing = ensemble.do({"a": 1.0})
+            >>> doing.sample(100, seed=0).shape, doing.query(100, seed=0).num_draws
+            ((100, 2), 100)
+        """
         return _EnsembleIntervention(self, intervention)
 
     def sample(self, num_samples: int, seed: int | None = None) -> pd.DataFrame:
-        """Observational draws pooled over the members."""
+        """Observational draws pooled over the members (``num_samples`` split evenly).
+
+        Example:
+            >>> import numpy as np, pandas as pd
+            >>> import pyrocausal as pc
+            >>> rng = np.random.default_rng(0)
+            >>> a = rng.normal(size=60)
+            >>> data = pd.DataFrame({"a": a, "b": 2 * a + rng.normal(size=60)})
+            >>> scm = pc.SCM({"a": [], "b": ["a"]}, mechanisms="linear")
+            >>> ensemble = SCMEnsemble.bootstrap(scm, data, num_models=4, seed=0)
+            >>> ensemble.sample(10, seed=0).shape
+            (10, 2)
+        """
         return self.do({}).sample(num_samples, seed=seed)
 
 

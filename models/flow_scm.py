@@ -341,6 +341,20 @@ class SCM(nn.Module):
 
         Returns:
             The per-epoch :class:`~pyrocausal.inference.History`.
+
+        Example:
+            >>> import pyrocausal as pc
+            >>> from pyrocausal.datasets import load_scm
+            >>> data = load_scm("triangle_linear").sample(500, seed=0)
+            >>> scm = pc.SCM({"x1": [], "x2": ["x1"], "x3": ["x1", "x2"]}, mechanisms="linear")
+            >>> history = scm.fit(data, epochs=20, progress=False, seed=0)
+            >>> history  # least squares is exact: one epoch
+            History(1 epoch, best epoch 0: val loss ..., final loss ..., ... s)
+            >>> scm
+            SCM(3 nodes, 3 edges, fitted, cpu, float32)
+              x1              linear
+              x2 <- x1        linear
+              x3 <- x1, x2    linear
         """
         frame = check_frame(data, self.graph.observed)
         cpu = resolve_device(device).type == "cpu"
@@ -691,7 +705,22 @@ class SCM(nn.Module):
         return InterventionalSCM(self, {}).sample(num_samples, seed=seed)
 
     def log_prob(self, data: pd.DataFrame) -> pd.Series:
-        """Log density of each row in original units (sum over the nodes' mechanisms)."""
+        """Log density of each row in original units (sum over the nodes' mechanisms).
+
+        Example:
+            >>> import pyrocausal as pc
+            >>> from pyrocausal.datasets import load_scm
+            >>> truth = load_scm("triangle_linear")
+            >>> data, test = truth.sample(500, seed=0), truth.sample(200, seed=1)
+            >>> scm = pc.SCM(truth.graph, mechanisms="linear")
+            >>> _ = scm.fit(data, progress=False, seed=0)
+            >>> scm.log_prob(test.head(2)).round(2)
+            0   -5.76
+            1   -5.69
+            Name: log_prob, dtype: float64
+            >>> round(float(scm.log_prob(test).mean()), 1)  # held-out nats per row
+            -4.1
+        """
         frame = check_frame(data, self.graph.nodes)
         values = self._tensors(frame)
         with torch.no_grad():
@@ -717,6 +746,17 @@ class SCM(nn.Module):
         """Exogenous noise of each fully observed row: a trace of :meth:`guide`.
 
         Returns a DataFrame with one column per node (the value of site ``"<node>_base"``).
+
+        Example:
+            >>> import pyrocausal as pc
+            >>> from pyrocausal.datasets import load_scm
+            >>> truth = load_scm("triangle_linear")
+            >>> data = truth.sample(500, seed=0)
+            >>> scm = pc.SCM(truth.graph, mechanisms="linear")
+            >>> _ = scm.fit(data, progress=False, seed=0)
+            >>> noise = scm.abduct(data)
+            >>> list(noise.columns), noise.std().round(1).tolist()  # the noise is N(0, 1)
+            (['x1', 'x2', 'x3'], [1.0, 1.0, 1.0])
         """
         self._check_fitted()
         frame = check_frame(data, self.graph.nodes)
@@ -757,6 +797,33 @@ class SCM(nn.Module):
             abduction: How hidden variables are inferred (default
                 :class:`~pyrocausal.inference.posterior.SVIAbduction`).
             seed: Seed of the draws (``num_samples`` only).
+
+        Returns:
+            Without ``num_samples``, a DataFrame of counterfactual rows (the factual index);
+            with it, a :class:`~pyrocausal.results.CausalQueryResult`.
+
+        Example:
+            >>> import numpy as np
+            >>> import pyrocausal as pc
+            >>> from pyrocausal.datasets import load_scm
+            >>> from pyrocausal.inference.posterior import ImportanceAbduction
+            >>> truth = load_scm("triangle_linear")
+            >>> data = truth.sample(500, seed=0)
+            >>> scm = pc.SCM(truth.graph, mechanisms="linear")
+            >>> _ = scm.fit(data, progress=False, seed=0)
+            >>> scm.counterfactual(data.head(2), {"x1": 0.0}).round(2)   # exact, one row each
+                x1    x2    x3
+            0  0.0 -1.29  0.51
+            1  0.0 -0.45  0.06
+            >>> evidence = data.head(2).copy()
+            >>> evidence["x2"] = np.nan                  # x2 not observed: a distribution
+            >>> result = scm.counterfactual(
+            ...     evidence, {"x1": 0.0}, num_samples=500,
+            ...     abduction=ImportanceAbduction(2000), seed=0)
+            >>> result
+            CausalQueryResult(counterfactual, do(x1=0.0), 2 row(s) x 500 draws, variables=[...])
+            >>> bool((result.summary().loc["x2", "sd"] > 0.5).all())   # x2's noise is unknown
+            True
         """
         if num_samples is not None:
             from pyrocausal.inference.posterior import counterfactual_query
@@ -865,7 +932,21 @@ class SCM(nn.Module):
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> None:
-        """Save the graph, mechanisms and weights; :meth:`load` restores them exactly."""
+        """Save the graph, mechanisms and weights; :meth:`load` restores them exactly.
+
+        Example:
+            >>> import os, tempfile
+            >>> import pyrocausal as pc
+            >>> from pyrocausal.datasets import load_scm
+            >>> data = load_scm("triangle_linear").sample(300, seed=0)
+            >>> scm = pc.SCM({"x1": [], "x2": ["x1"], "x3": ["x1", "x2"]}, mechanisms="linear")
+            >>> _ = scm.fit(data, progress=False, seed=0)
+            >>> path = os.path.join(tempfile.mkdtemp(), "scm.pt")
+            >>> scm.save(path)
+            >>> again = pc.SCM.load(path)
+            >>> again.sample(5, seed=0).equals(scm.sample(5, seed=0))
+            True
+        """
         state = {k: v.detach().cpu() for k, v in self.state_dict().items()}
         torch.save(
             {
@@ -882,7 +963,18 @@ class SCM(nn.Module):
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> SCM:
-        """Load a model written by :meth:`save` onto ``device``."""
+        """Load a model written by :meth:`save` onto ``device``.
+
+        Example:
+            >>> import os, tempfile
+            >>> import pyrocausal as pc
+            >>> path = os.path.join(tempfile.mkdtemp(), "scm.pt")
+            >>> pc.SCM({"a": [], "b": ["a"]}, mechanisms="linear").save(path)
+            >>> pc.SCM.load(path, device="cpu")
+            SCM(2 nodes, 1 edge, not fitted, cpu, float32)
+              a         linear
+              b <- a    linear
+        """
         blob = torch.load(Path(path), map_location="cpu", weights_only=True)
         if not isinstance(blob, dict) or blob.get("format") != _FORMAT:
             raise ValueError(f"{path} is not a saved pyrocausal SCM")
@@ -957,6 +1049,13 @@ class InterventionalSCM:
     """A view of an :class:`SCM` under an intervention; its :attr:`model` is ``pyro.do``.
 
     Made by :meth:`SCM.do`. The underlying SCM is shared, not copied, and not changed.
+
+    Example:
+        >>> import pyrocausal as pc
+        >>> scm = pc.SCM({"a": [], "b": ["a"]}, mechanisms="linear")
+        >>> doing = scm.do({"b": 0.0})
+        >>> doing, doing.graph.parents("b")          # do() cuts b's incoming edge
+        (InterventionalSCM(do={'b': 0.0}), ())
     """
 
     def __init__(self, scm: SCM, intervention: Intervention) -> None:
@@ -986,7 +1085,16 @@ class InterventionalSCM:
         return intervene(self.scm.model, self._checked(None))
 
     def sample(self, num_samples: int, seed: int | None = None) -> pd.DataFrame:
-        """Draw ``num_samples`` rows from the interventional distribution."""
+        """Draw ``num_samples`` rows from the interventional distribution.
+
+        Example:
+            >>> import pyrocausal as pc
+            >>> scm = pc.SCM({"a": [], "b": ["a"]}, mechanisms="linear")
+            >>> doing = scm.do({"a": lambda a: a + 1.0})    # a shift: a := a + 1
+            >>> draws = doing.sample(4, seed=0)
+            >>> bool((draws["a"] - scm.sample(4, seed=0)["a"] - 1.0).abs().max() < 1e-6)
+            True
+        """
         if num_samples < 1:
             raise ValueError(f"num_samples must be at least 1, got {num_samples}")
         from pyrocausal.handlers import intervene

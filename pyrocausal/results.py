@@ -82,6 +82,10 @@ class ATEResult(float):
 
         Returns:
             ``(low, high)``.
+
+        Example:
+            >>> [round(x, 3) for x in ATEResult(1.0, se=0.5, num_samples=100).interval(0.5)]
+            [0.663, 1.337]
         """
         from scipy.stats import norm
 
@@ -202,7 +206,15 @@ class CausalQueryResult:
         return list(self.samples.columns)
 
     def groups(self) -> dict[str, pd.DataFrame]:
-        """The draws by ArviZ group name."""
+        """The draws by ArviZ group name (the answer under :attr:`kind`).
+
+        Example:
+            >>> import pandas as pd
+            >>> index = pd.MultiIndex.from_product([[0], range(2)], names=["row", "draw"])
+            >>> draws = pd.DataFrame({"y": [1.0, 2.0]}, index=index)
+            >>> list(CausalQueryResult("interventional", draws, factual=draws).groups())
+            ['interventional', 'factual']
+        """
         out = {self.kind: self.samples}
         if self.factual is not None:
             out["factual"] = self.factual
@@ -211,7 +223,18 @@ class CausalQueryResult:
         return out
 
     def mean(self) -> pd.DataFrame:
-        """Posterior mean of every variable per row (probabilities of 1 for binary ones)."""
+        """Posterior mean of every variable per row (probabilities of 1 for binary ones).
+
+        Example:
+            >>> import pandas as pd
+            >>> index = pd.MultiIndex.from_product([["a", "b"], range(2)], names=["row", "draw"])
+            >>> draws = pd.DataFrame({"y": [1.0, 3.0, 0.0, 1.0]}, index=index)
+            >>> CausalQueryResult("counterfactual", draws).mean()
+                   y
+            row
+            a    2.0
+            b    0.5
+        """
         return self.samples.groupby(level="row", sort=False).mean()
 
     def __repr__(self) -> str:
@@ -346,6 +369,17 @@ class CausalQueryResult:
             A DataFrame indexed by ``(variable, row)`` with columns ``mean``, ``sd``,
             ``hdi_<lo>%`` and ``hdi_<hi>%``, plus ``factual`` (the observed value, NaN where
             not observed) for counterfactual answers.
+
+        Example:
+            >>> import numpy as np, pandas as pd
+            >>> index = pd.MultiIndex.from_product([["a"], range(10)], names=["row", "draw"])
+            >>> draws = pd.DataFrame({"y": [1.0, 2, 3, 4, 5, 6, 7, 8, 9, 30]}, index=index)
+            >>> evidence = pd.DataFrame({"y": [0.5]}, index=["a"])
+            >>> result = CausalQueryResult("counterfactual", draws, evidence=evidence)
+            >>> result.summary(hdi_prob=0.8)   # the shortest interval with 8 of the 10 draws
+                          mean        sd  hdi_10%  hdi_90%  factual
+            variable row
+            y        a     7.5  7.889867      1.0      9.0      0.5
         """
         import arviz as az
 
@@ -403,6 +437,15 @@ class CausalQueryResult:
 
         Returns:
             The array of matplotlib axes.
+
+        Example:
+            >>> import matplotlib.pyplot as plt
+            >>> import pyrocausal as pc
+            >>> scm = pc.SCM({"a": [], "b": ["a"]}, mechanisms="linear")
+            >>> axes = scm.do({"a": 2.0}).query(num_samples=200, seed=0).plot()
+            >>> [ax.get_title() for ax in axes]    # b, against its observational density
+            ['b']
+            >>> plt.close("all")
         """
         import matplotlib.pyplot as plt
 
