@@ -393,6 +393,7 @@ class SVIAbduction(Abduction):
             draws,
             self.resample,
             info={"elbo": -losses[-1] if losses else float("nan")},
+            trace={"elbo": -np.asarray(losses, dtype=np.float64)},
         )
 
 
@@ -435,13 +436,27 @@ class NUTSAbduction(Abduction):
     max_tree_depth: int = 8
 
     def propose(self, problem: _Problem, num_samples: int) -> _Proposal:
-        z = _nuts(problem, num_samples, self.warmup_steps, self.max_tree_depth)  # (S, n, d)
+        z, diverging = _nuts(problem, num_samples, self.warmup_steps, self.max_tree_depth)
 
         def sample(rows: Tensor, p: int) -> tuple[dict[str, Tensor], Tensor]:
             noise, log_det = problem.constrain(z[:p, rows])
             return noise, -log_det  # weights unused: the chain's draws are the posterior
 
-        return _Proposal(sample, num_samples, False)
+        from pyro.ops.stats import effective_sample_size, split_gelman_rubin
+
+        chain = z.unsqueeze(0).double().cpu()  # (1, S, n, d): one chain
+        r_hat = split_gelman_rubin(chain, chain_dim=0, sample_dim=1)  # (n, d)
+        ess = effective_sample_size(chain, chain_dim=0, sample_dim=1)
+        return _Proposal(
+            sample,
+            num_samples,
+            False,
+            row_stats={
+                "r_hat": r_hat.amax(-1).numpy(),  # the worst hidden coordinate of each row
+                "ess_bulk": ess.amin(-1).numpy(),
+            },
+            draw_stats={"diverging": diverging},
+        )
 
 
 # ---------------------------------------------------------------- problem and proposals
@@ -484,6 +499,12 @@ class _Proposal:
     num_draws: int
     resample: bool
     info: dict[str, float] = field(default_factory=dict)
+    #: Per-step traces of the fit (e.g. ``elbo``), each ``(steps,)``.
+    trace: dict[str, np.ndarray] = field(default_factory=dict)
+    #: Per-row statistics over the problem's rows (e.g. NUTS ``r_hat``), each ``(n,)``.
+    row_stats: dict[str, np.ndarray] = field(default_factory=dict)
+    #: Per-draw statistics (e.g. NUTS ``diverging``), each ``(num_draws,)``.
+    draw_stats: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def _guide_sample(
@@ -550,7 +571,10 @@ def _fit_guide(
     return losses
 
 
-def _nuts(problem: _Problem, num_samples: int, warmup_steps: int, max_tree_depth: int) -> Tensor:
+def _nuts(
+    problem: _Problem, num_samples: int, warmup_steps: int, max_tree_depth: int
+) -> tuple[Tensor, np.ndarray]:
+    """The chain's draws of the unconstrained hidden noise ``(S, n, d)`` and which diverged."""
     from pyro.infer.mcmc import MCMC, NUTS
 
     n, d = problem.num_rows, len(problem.hidden_continuous)
@@ -571,7 +595,9 @@ def _nuts(problem: _Problem, num_samples: int, warmup_steps: int, max_tree_depth
     )
     with torch.enable_grad():
         mcmc.run()
-    return mcmc.get_samples()["z"].detach()
+    diverging = np.zeros(num_samples, dtype=bool)
+    diverging[list(mcmc.diagnostics()["divergences"]["chain 0"])] = True
+    return mcmc.get_samples()["z"].detach(), diverging
 
 
 # ---------------------------------------------------------------- drawing complete rows
@@ -678,7 +704,11 @@ def counterfactual_query(
     counterfactual = {k: np.empty(shape) for k in nodes}
     naive = {k: np.empty(shape) for k in nodes}
     ess = np.empty(n)
+    pattern_of_row = np.empty(n, dtype=np.int64)
     info: dict[str, list[float]] = {}
+    traces: dict[str, dict[int, np.ndarray]] = {}
+    row_stats: dict[str, np.ndarray] = {}
+    draw_stats: dict[str, np.ndarray] = {}
     observed_mask = frame.notna().to_numpy()
     patterns, inverse = np.unique(observed_mask, axis=0, return_inverse=True)
     start = time.perf_counter()
@@ -702,8 +732,17 @@ def counterfactual_query(
             proposal = (
                 abduction.propose(problem, num_samples) if problem.hidden_continuous else None
             )
+            pattern_of_row[rows] = g
             for key, value in (proposal.info if proposal else {}).items():
                 info.setdefault(key, []).append(value)
+            if proposal is not None:
+                for key, curve in proposal.trace.items():
+                    traces.setdefault(key, {})[g] = curve
+                for key, per_row in proposal.row_stats.items():
+                    row_stats.setdefault(key, np.full(n, np.nan))[rows] = per_row
+                for key, per_draw in proposal.draw_stats.items():
+                    seen_draws = draw_stats.setdefault(key, np.zeros(num_samples, per_draw.dtype))
+                    seen_draws |= per_draw[:num_samples]  # any pattern's chain at that draw
             group_iv = _subset_intervention(iv, rows, n)
             for chunk in _row_chunks(len(rows), proposal.num_draws if proposal else num_samples):
                 local = torch.arange(len(rows))[chunk]
@@ -737,9 +776,19 @@ def counterfactual_query(
                 for i in range(n)
             ],
             "ess": ess,
+            "pattern": pattern_of_row,
+            **row_stats,
         },
         index=frame.index.rename("row"),
     )
+    stats: dict[str, tuple[tuple[str, ...], np.ndarray]] = {
+        k: (("draw",), v) for k, v in draw_stats.items()
+    }
+    for key, curves in traces.items():  # (pattern, step), NaN-padded
+        table = np.full((len(patterns), max(len(c) for c in curves.values())), np.nan)
+        for g, curve in curves.items():
+            table[g, : len(curve)] = curve
+        stats[key] = (("missingness_pattern", "abduction_step"), table)
     return CausalQueryResult(
         "counterfactual",
         framed(counterfactual),
@@ -748,6 +797,7 @@ def counterfactual_query(
         evidence=frame,
         intervention=dict(intervention),
         diagnostics=diagnostics,
+        stats=stats,
         discrete=tuple(k for k in nodes if _is_discrete(scm, k)),
         info={
             "method": type(abduction).__name__,

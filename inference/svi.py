@@ -107,6 +107,29 @@ class SVIHistory:
     def __len__(self) -> int:
         return len(self.records)
 
+    def __repr__(self) -> str:
+        """A summary: epochs, the final and lowest loss, the kept epoch, the total time.
+
+        Example:
+            >>> SVIHistory([{"epoch": 1, "loss": 9.0, "seconds": 0.5},
+            ...             {"epoch": 2, "loss": 7.25, "seconds": 1.0}], best_epoch=2)
+            SVIHistory(2 epochs, final loss 7.25, lowest 7.25 at epoch 2, kept epoch 2, 1.5 s)
+        """
+        if not self.records:
+            return "SVIHistory(0 epochs)"
+        losses = self.loss
+        low = min(range(len(losses)), key=losses.__getitem__)
+        parts = [
+            f"{len(self.records)} epoch{'s' * (len(self.records) != 1)}",
+            f"final loss {losses[-1]:.4g}",
+            f"lowest {losses[low]:.4g} at epoch {self.records[low].get('epoch', low + 1)}",
+        ]
+        if self.best_epoch is not None:
+            parts.append(f"kept epoch {self.best_epoch}")
+        if all("seconds" in r for r in self.records):  # each epoch's time
+            parts.append(f"{sum(r['seconds'] for r in self.records):.3g} s")
+        return f"SVIHistory({', '.join(parts)})"
+
     def plot(self, ax: Any = None) -> Any:
         """Plot the training loss; returns the matplotlib axes."""
         import matplotlib.pyplot as plt

@@ -55,6 +55,34 @@ class History:
     def __len__(self) -> int:
         return len(self.loss)
 
+    def __repr__(self) -> str:
+        """A summary: epochs, the kept epoch and its losses, the time (not every float).
+
+        Example:
+            >>> History(loss=[3.0, 2.0, 1.5], val_loss=[3.1, 2.2, 2.4], lr=[0.01] * 3,
+            ...         best_epoch=1, seconds=0.25)
+            History(3 epochs, best epoch 1: val loss 2.2 (loss 2), final loss 1.5, 0.25 s)
+            >>> History()
+            History(0 epochs)
+        """
+        if not self.loss:
+            return "History(0 epochs)"
+        parts = [f"{len(self.loss)} epoch{'s' * (len(self.loss) != 1)}"]
+        best = self.best_epoch
+        if 0 <= best < len(self.loss):
+            if self.val_loss:
+                parts.append(
+                    f"best epoch {best}: val loss {self.val_loss[best]:.4g} "
+                    f"(loss {self.loss[best]:.4g})"
+                )
+            else:
+                parts.append(f"best epoch {best}: loss {self.loss[best]:.4g}")
+        parts.append(f"final loss {self.loss[-1]:.4g}")
+        if self.stopped_early:
+            parts.append("stopped early")
+        parts.append(f"{self.seconds:.3g} s")
+        return f"History({', '.join(parts)})"
+
     def plot(self, ax=None):  # noqa: ANN001, ANN201
         """Plot the loss curves; returns the matplotlib axes."""
         import matplotlib.pyplot as plt

@@ -451,7 +451,17 @@ class CRLModel(PyroModule):
         With ``abduction="noise"``, the guide's posterior mean of the noise; with
         ``"latent"``, the exact inverse mechanism of the posterior mean of the latent blocks
         (so the factual latents are the encoder's means). ``images`` are floats in
-        ``[0, 1]`` or ``uint8`` (read as ``v / 255``)."""
+        ``[0, 1]`` or ``uint8`` (read as ``v / 255``).
+
+        Example:
+            >>> import torch
+            >>> from pyrocausal.models import SCMVAE
+            >>> _ = torch.manual_seed(0)
+            >>> model = SCMVAE({"a": [], "b": ["a"]}, (1, 16, 16), latent_dim=2)  # untrained
+            >>> images = torch.rand(4, 1, 16, 16)
+            >>> {name: tuple(u.shape) for name, u in model.abduct(images).items()}
+            {'a': (4, 2), 'b': (4, 2)}
+        """
         images = images.to(self.device)
         if images.dtype == torch.uint8:
             images = images.to(torch.float32) / 255.0
@@ -470,7 +480,18 @@ class CRLModel(PyroModule):
 
     @torch.no_grad()
     def encode(self, images: Tensor) -> dict[str, Tensor]:
-        """The factual latent blocks of ``images``: abducted noise through the mechanisms."""
+        """The factual latent blocks of ``images``: abducted noise through the mechanisms.
+
+        Example:
+            >>> import torch
+            >>> from pyrocausal.models import SCMVAE
+            >>> _ = torch.manual_seed(0)
+            >>> model = SCMVAE({"a": [], "b": ["a"]}, (1, 16, 16), latent_dim=2)  # untrained
+            >>> images = torch.rand(4, 1, 16, 16)
+            >>> latents = model.encode(images)
+            >>> torch.equal(latents["a"], model.abduct(images)["a"])   # a root: z = noise
+            True
+        """
         return self._latents(self.abduct(images), {})
 
     @torch.no_grad()
@@ -481,7 +502,17 @@ class CRLModel(PyroModule):
 
     @torch.no_grad()
     def read_factors(self, images: Tensor) -> pd.DataFrame:
-        """The factor values (own units) that the model reads from ``images``."""
+        """The factor values (own units) that the model reads from ``images``.
+
+        Example:
+            >>> import torch
+            >>> from pyrocausal.models import SCMVAE
+            >>> _ = torch.manual_seed(0)
+            >>> model = SCMVAE({"a": [], "b": ["a"]}, (1, 16, 16), latent_dim=2)  # untrained
+            >>> images = torch.rand(4, 1, 16, 16)
+            >>> model.read_factors(images).shape
+            (4, 2)
+        """
         codes = self.read_codes(self.encode(images)) * self.label_scale + self.label_loc
         return pd.DataFrame(codes.cpu().numpy().astype(np.float64), columns=self.factor_names)
 
@@ -492,6 +523,16 @@ class CRLModel(PyroModule):
         The noise of every factor is drawn from its prior, each intervened block is set to
         its prior mean at the intervened value through :func:`pyro.do` on the factor's site,
         and the descendants are computed by their mechanisms.
+
+        Example:
+            >>> import torch
+            >>> from pyrocausal.models import SCMVAE
+            >>> _ = torch.manual_seed(0)
+            >>> model = SCMVAE({"a": [], "b": ["a"]}, (1, 16, 16), latent_dim=2)  # untrained
+            >>> images = torch.rand(4, 1, 16, 16)
+            >>> out = model.do({"a": 1.5}, num_samples=3)
+            >>> out.images.shape, out.latents["a"].tolist()   # the prior mean at a = 1.5
+            (torch.Size([3, 1, 16, 16]), [[1.5, 1.5], [1.5, 1.5], [1.5, 1.5]])
         """
         with poutine.block():
             trace = poutine.trace(self.latent_model).get_trace(num_samples)
@@ -509,6 +550,23 @@ class CRLModel(PyroModule):
         Prediction: the program runs on the abducted noise, so the descendants of the
         intervened factors are recomputed from their own noise, and the decoder draws.
         Values are a scalar or one per image.
+
+        Example:
+            >>> import torch
+            >>> from pyrocausal.models import SCMVAE
+            >>> _ = torch.manual_seed(0)
+            >>> model = SCMVAE({"a": [], "b": ["a"]}, (1, 16, 16), latent_dim=2)  # untrained
+            >>> images = torch.rand(4, 1, 16, 16)
+            >>> factual = model.encode(images)
+            >>> out = model.counterfactual(images, {"a": 2.0})
+            >>> out.images.shape
+            torch.Size([4, 1, 16, 16])
+            >>> torch.allclose(out.latents["b"], factual["b"])   # b, a child, is recomputed
+            False
+            >>> read = model.read_factors(images)["a"].to_numpy()  # the value the model reads
+            >>> same = model.counterfactual(images, {"a": read})
+            >>> torch.allclose(same.images, model.reconstruct(images).images, atol=1e-5)
+            True
         """
         noise = self.abduct(images)
         n = images.shape[0]
@@ -518,7 +576,18 @@ class CRLModel(PyroModule):
 
     @torch.no_grad()
     def reconstruct(self, images: Tensor) -> CRLQuery:
-        """Abduction then prediction without intervention."""
+        """Abduction then prediction without intervention.
+
+        Example:
+            >>> import torch
+            >>> from pyrocausal.models import SCMVAE
+            >>> _ = torch.manual_seed(0)
+            >>> model = SCMVAE({"a": [], "b": ["a"]}, (1, 16, 16), latent_dim=2)  # untrained
+            >>> images = torch.rand(4, 1, 16, 16)
+            >>> out = model.reconstruct(images)
+            >>> out.images.shape, bool(((out.images >= 0) & (out.images <= 1)).all())
+            (torch.Size([4, 1, 16, 16]), True)
+        """
         return self.counterfactual(images, {})
 
     @torch.no_grad()
@@ -528,6 +597,20 @@ class CRLModel(PyroModule):
         A latent traversal (the reference code's "intervention"), not a counterfactual: the
         blocks are set as :meth:`counterfactual` would set them, but every other block keeps
         its factual value.
+
+        Example:
+            >>> import torch
+            >>> from pyrocausal.models import SCMVAE
+            >>> _ = torch.manual_seed(0)
+            >>> model = SCMVAE({"a": [], "b": ["a"]}, (1, 16, 16), latent_dim=2)  # untrained
+            >>> images = torch.rand(4, 1, 16, 16)
+            >>> factual = model.encode(images)
+            >>> out = model.traversal(images, {"a": 2.0})
+            >>> torch.equal(out.latents["b"], factual["b"])   # b keeps its factual block
+            True
+            >>> cf = model.counterfactual(images, {"a": 2.0})
+            >>> torch.allclose(out.latents["a"], cf.latents["a"])  # a is set as there
+            True
         """
         noise = self.abduct(images)
         factual = self._latents(noise, {})
@@ -657,7 +740,21 @@ class CRLModel(PyroModule):
         return model
 
     def save(self, path: str | os.PathLike, metadata: Mapping[str, Any] | None = None) -> None:
-        """Save configuration, weights and (JSON-friendly) ``metadata``; see :meth:`load`."""
+        """Save configuration, weights and (JSON-friendly) ``metadata``; see :meth:`load`.
+
+        Example:
+            >>> import os, tempfile
+            >>> import torch
+            >>> from pyrocausal.models import SCMVAE
+            >>> _ = torch.manual_seed(0)
+            >>> model = SCMVAE({"a": [], "b": ["a"]}, (1, 16, 16), latent_dim=2)  # untrained
+            >>> images = torch.rand(4, 1, 16, 16)
+            >>> path = os.path.join(tempfile.mkdtemp(), "model.pt")
+            >>> model.save(path, metadata={"epochs": 0})
+            >>> again = SCMVAE.load(path)
+            >>> again.metadata, torch.equal(again.encode(images)["b"], model.encode(images)["b"])
+            ({'epochs': 0}, True)
+        """
         torch.save(self.to_blob(metadata), Path(path))
 
     @classmethod

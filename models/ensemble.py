@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from pyrocausal.models.flow_scm import SCM
-from pyrocausal.results import CausalQueryResult
+from pyrocausal.results import ATEResult, CausalQueryResult
 from pyrocausal.validation import Intervention
 
 
@@ -78,6 +78,19 @@ class SCMEnsemble:
             num_models: Ensemble size.
             seed: Seed of the resamples and of each member's fit.
             **fit_options: Passed to :meth:`SCM.fit` (``progress`` defaults to ``False``).
+
+        Example:
+            >>> import numpy as np, pandas as pd
+            >>> import pyrocausal as pc
+            >>> rng = np.random.default_rng(0)
+            >>> a = rng.normal(size=60)
+            >>> data = pd.DataFrame({"a": a, "b": 2 * a + rng.normal(size=60)})
+            >>> scm = pc.SCM({"a": [], "b": ["a"]}, mechanisms="linear")
+            >>> ensemble = SCMEnsemble.bootstrap(scm, data, num_models=3, seed=0)
+            >>> len(ensemble), all(bool(m.fitted) for m in ensemble.members)
+            (3, True)
+            >>> bool(scm.fitted)                           # the template is not fitted
+            False
         """
         if num_models < 1:
             raise ValueError(f"num_models must be at least 1, got {num_models}")
@@ -119,7 +132,22 @@ class SCMEnsemble:
         seed: int | None = None,
     ) -> CausalQueryResult:
         """Posterior counterfactual draws pooled over the members (see
-        :meth:`SCM.counterfactual`)."""
+        :meth:`SCM.counterfactual`).
+
+        Example:
+            >>> import numpy as np, pandas as pd
+            >>> import pyrocausal as pc
+            >>> rng = np.random.default_rng(0)
+            >>> a = rng.normal(size=60)
+            >>> data = pd.DataFrame({"a": a, "b": 2 * a + rng.normal(size=60)})
+            >>> scm = pc.SCM({"a": [], "b": ["a"]}, mechanisms="linear")
+            >>> ensemble = SCMEnsemble.bootstrap(scm, data, num_models=4, seed=0)
+            >>> result = ensemble.counterfactual(data.head(2), {"a": 0.0}, num_samples=200, seed=0)
+            >>> result.info["members"], result.num_draws
+            (4, 200)
+            >>> bool((result.summary().loc["b", "sd"] > 0).all())   # the members disagree
+            True
+        """
         parts = [
             member.counterfactual(
                 evidence,
@@ -132,12 +160,85 @@ class SCMEnsemble:
         ]
         return _pool(parts)
 
+    def ate(
+        self,
+        target: str,
+        treatment: Intervention,
+        control: Intervention,
+        num_samples: int = 10_000,
+        seed: int | None = None,
+    ) -> ATEResult:
+        """Average treatment effect with the uncertainty of the fit (see :meth:`SCM.ate`).
+
+        Every member estimates the effect with ``num_samples`` draws of its own; the
+        estimate is their mean and its standard error their standard deviation (the
+        bootstrap standard error, which includes each member's small Monte Carlo error).
+
+        Returns:
+            An :class:`~pyrocausal.results.ATEResult` with ``members``, the members'
+            estimates; ``interval(prob)`` is the normal interval ``estimate +- z * se``.
+
+        Example:
+            >>> import numpy as np, pandas as pd
+            >>> import pyrocausal as pc
+            >>> rng = np.random.default_rng(0)
+            >>> a = rng.normal(size=60)
+            >>> data = pd.DataFrame({"a": a, "b": 2 * a + rng.normal(size=60)})
+            >>> scm = pc.SCM({"a": [], "b": ["a"]}, mechanisms="linear")
+            >>> ensemble = SCMEnsemble.bootstrap(scm, data, num_models=4, seed=0, epochs=20)
+            >>> ate = ensemble.ate("b", {"a": 1.0}, {"a": 0.0}, num_samples=500, seed=0)
+            >>> len(ate.members), bool(ate.se > 0), bool(ate.members.min() <= ate)
+            (4, True, True)
+        """
+        if len(self.members) < 2:
+            raise ValueError("an ensemble's ATE interval needs at least two members")
+        estimates = np.array(
+            [
+                member.ate(
+                    target,
+                    treatment,
+                    control,
+                    num_samples=num_samples,
+                    seed=None if seed is None else seed * 1000 + m,
+                )
+                for m, member in enumerate(self.members)
+            ]
+        )
+        return ATEResult(
+            float(estimates.mean()), float(estimates.std(ddof=1)), num_samples, members=estimates
+        )
+
     def do(self, intervention: Intervention) -> _EnsembleIntervention:
-        """The intervened ensemble; ``.query(num_samples)`` pools the members' draws."""
+        """The intervened ensemble; ``.query(num_samples)`` pools the members' draws.
+
+        Example:
+            >>> import numpy as np, pandas as pd
+            >>> import pyrocausal as pc
+            >>> rng = np.random.default_rng(0)
+            >>> a = rng.normal(size=60)
+            >>> data = pd.DataFrame({"a": a, "b": 2 * a + rng.normal(size=60)})
+            >>> scm = pc.SCM({"a": [], "b": ["a"]}, mechanisms="linear")
+            >>> ensemble = SCMEnsemble.bootstrap(scm, data, num_models=4, seed=0)
+            >>> doing = ensemble.do({"a": 1.0})
+            >>> doing.sample(100, seed=0).shape, doing.query(100, seed=0).num_draws
+            ((100, 2), 100)
+        """
         return _EnsembleIntervention(self, intervention)
 
     def sample(self, num_samples: int, seed: int | None = None) -> pd.DataFrame:
-        """Observational draws pooled over the members."""
+        """Observational draws pooled over the members (``num_samples`` split evenly).
+
+        Example:
+            >>> import numpy as np, pandas as pd
+            >>> import pyrocausal as pc
+            >>> rng = np.random.default_rng(0)
+            >>> a = rng.normal(size=60)
+            >>> data = pd.DataFrame({"a": a, "b": 2 * a + rng.normal(size=60)})
+            >>> scm = pc.SCM({"a": [], "b": ["a"]}, mechanisms="linear")
+            >>> ensemble = SCMEnsemble.bootstrap(scm, data, num_models=4, seed=0)
+            >>> ensemble.sample(10, seed=0).shape
+            (10, 2)
+        """
         return self.do({}).sample(num_samples, seed=seed)
 
 
@@ -184,6 +285,15 @@ def _pool(parts: list[CausalQueryResult]) -> CausalQueryResult:
         diagnostics = pd.concat(
             [p.diagnostics.assign(member=m) for m, p in enumerate(parts)]  # type: ignore[union-attr]
         )
+    stats: dict[str, tuple[tuple[str, ...], np.ndarray]] = {}
+    for name, (dims, _) in first.stats.items():
+        values = [np.asarray(p.stats[name][1]) for p in parts if name in p.stats]
+        if len(values) != len(parts):
+            continue
+        if dims[:1] == ("draw",):  # the pooled draws are the members' draws in member order
+            stats[name] = (dims, np.concatenate(values))
+        elif len({v.shape for v in values}) == 1:
+            stats[name] = (("member", *dims), np.stack(values))
     return CausalQueryResult(
         first.kind,
         stack([p.samples for p in parts]),  # type: ignore[arg-type]
@@ -192,6 +302,7 @@ def _pool(parts: list[CausalQueryResult]) -> CausalQueryResult:
         evidence=first.evidence,
         intervention=first.intervention,
         diagnostics=diagnostics,
+        stats=stats,
         discrete=first.discrete,
         info={**first.info, "members": len(parts)},
     )

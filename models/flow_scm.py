@@ -40,7 +40,7 @@ from pyrocausal.validation import Intervention, check_frame, check_intervention
 
 if TYPE_CHECKING:
     from pyrocausal.inference.posterior import Abduction
-    from pyrocausal.results import CausalQueryResult
+    from pyrocausal.results import ATEResult, CausalQueryResult
 
 _FORMAT = "pyrocausal.SCM"
 # 2: the regression and the first network layer of a stack share one input matrix
@@ -353,6 +353,20 @@ class SCM(nn.Module):
 
         Returns:
             The per-epoch :class:`~pyrocausal.inference.History`.
+
+        Example:
+            >>> import pyrocausal as pc
+            >>> from pyrocausal.datasets import load_scm
+            >>> data = load_scm("triangle_linear").sample(500, seed=0)
+            >>> scm = pc.SCM({"x1": [], "x2": ["x1"], "x3": ["x1", "x2"]}, mechanisms="linear")
+            >>> history = scm.fit(data, epochs=20, progress=False, seed=0)
+            >>> history  # least squares is exact: one epoch
+            History(1 epoch, best epoch 0: val loss ..., final loss ..., ... s)
+            >>> scm
+            SCM(3 nodes, 3 edges, fitted, cpu, float32)
+              x1              linear
+              x2 <- x1        linear
+              x3 <- x1, x2    linear
         """
         frame = check_frame(data, self.graph.observed)
         cpu = resolve_device(device).type == "cpu"
@@ -733,7 +747,22 @@ class SCM(nn.Module):
         return InterventionalSCM(self, {}).sample(num_samples, seed=seed)
 
     def log_prob(self, data: pd.DataFrame) -> pd.Series:
-        """Log density of each row in original units (sum over the nodes' mechanisms)."""
+        """Log density of each row in original units (sum over the nodes' mechanisms).
+
+        Example:
+            >>> import pyrocausal as pc
+            >>> from pyrocausal.datasets import load_scm
+            >>> truth = load_scm("triangle_linear")
+            >>> data, test = truth.sample(500, seed=0), truth.sample(200, seed=1)
+            >>> scm = pc.SCM(truth.graph, mechanisms="linear")
+            >>> _ = scm.fit(data, progress=False, seed=0)
+            >>> scm.log_prob(test.head(2)).round(2)
+            0   -5.76
+            1   -5.69
+            Name: log_prob, dtype: float64
+            >>> round(float(scm.log_prob(test).mean()), 1)  # held-out nats per row
+            -4.1
+        """
         frame = check_frame(data, self.graph.nodes)
         values = self._tensors(frame)
         with torch.no_grad():
@@ -759,6 +788,17 @@ class SCM(nn.Module):
         """Exogenous noise of each fully observed row: a trace of :meth:`guide`.
 
         Returns a DataFrame with one column per node (the value of site ``"<node>_base"``).
+
+        Example:
+            >>> import pyrocausal as pc
+            >>> from pyrocausal.datasets import load_scm
+            >>> truth = load_scm("triangle_linear")
+            >>> data = truth.sample(500, seed=0)
+            >>> scm = pc.SCM(truth.graph, mechanisms="linear")
+            >>> _ = scm.fit(data, progress=False, seed=0)
+            >>> noise = scm.abduct(data)
+            >>> list(noise.columns), noise.std().round(1).tolist()  # the noise is N(0, 1)
+            (['x1', 'x2', 'x3'], [1.0, 1.0, 1.0])
         """
         self._check_fitted()
         frame = check_frame(data, self.graph.nodes)
@@ -799,6 +839,33 @@ class SCM(nn.Module):
             abduction: How hidden variables are inferred (default
                 :class:`~pyrocausal.inference.posterior.SVIAbduction`).
             seed: Seed of the draws (``num_samples`` only).
+
+        Returns:
+            Without ``num_samples``, a DataFrame of counterfactual rows (the factual index);
+            with it, a :class:`~pyrocausal.results.CausalQueryResult`.
+
+        Example:
+            >>> import numpy as np
+            >>> import pyrocausal as pc
+            >>> from pyrocausal.datasets import load_scm
+            >>> from pyrocausal.inference.posterior import ImportanceAbduction
+            >>> truth = load_scm("triangle_linear")
+            >>> data = truth.sample(500, seed=0)
+            >>> scm = pc.SCM(truth.graph, mechanisms="linear")
+            >>> _ = scm.fit(data, progress=False, seed=0)
+            >>> scm.counterfactual(data.head(2), {"x1": 0.0}).round(2)   # exact, one row each
+                x1    x2    x3
+            0  0.0 -1.29  0.51
+            1  0.0 -0.45  0.06
+            >>> evidence = data.head(2).copy()
+            >>> evidence["x2"] = np.nan                  # x2 not observed: a distribution
+            >>> result = scm.counterfactual(
+            ...     evidence, {"x1": 0.0}, num_samples=500,
+            ...     abduction=ImportanceAbduction(2000), seed=0)
+            >>> result
+            CausalQueryResult(counterfactual, do(x1=0.0), 2 row(s) x 500 draws, variables=[...])
+            >>> bool((result.summary().loc["x2", "sd"] > 0.5).all())   # x2's noise is unknown
+            True
         """
         if num_samples is not None:
             from pyrocausal.inference.posterior import counterfactual_query
@@ -845,21 +912,43 @@ class SCM(nn.Module):
         control: Intervention,
         num_samples: int = 10_000,
         seed: int | None = None,
-    ) -> float:
+    ) -> ATEResult:
         """Average treatment effect ``E[target | do(treatment)] - E[target | do(control)]``.
 
         Both worlds share the same exogenous noise draws (common random numbers), which
         removes most of the Monte Carlo noise from the difference.
 
+        Arguments:
+            target: The outcome variable.
+            treatment: The intervention of the treated world, e.g. ``{"t": 1.0}``.
+            control: The intervention of the control world.
+            num_samples: Monte Carlo draws (shared by both worlds).
+            seed: Seed of the draws.
+
+        Returns:
+            An :class:`~pyrocausal.results.ATEResult`: a ``float`` (the estimate) whose
+            ``se`` is the Monte Carlo standard error of the paired differences and whose
+            ``interval(prob)`` is the normal interval around it. It measures the Monte Carlo
+            error only, the mechanisms taken as known; for the uncertainty of the fit use
+            :meth:`SCMEnsemble.ate <pyrocausal.models.SCMEnsemble.ate>`.
+
         Example:
             >>> import pyrocausal as pc
             >>> scm = pc.SCM({"a": [], "b": ["a"]}, mechanisms="linear")
-            >>> isinstance(scm.ate("b", {"a": 1.0}, {"a": 0.0}, num_samples=100, seed=0), float)
+            >>> ate = scm.ate("b", {"a": 1.0}, {"a": 0.0}, num_samples=1000, seed=0)
+            >>> isinstance(ate, float), ate.se < 0.1
+            (True, True)
+            >>> low, high = ate.interval(0.9)
+            >>> bool(low <= ate <= high)
             True
         """
+        from pyrocausal.results import ATEResult
+
         self.graph.check_node(target, "target variable")
+        if num_samples < 2:
+            raise ValueError(f"num_samples must be at least 2, got {num_samples}")
         noise = self._prior_noise(num_samples, seed)
-        means = []
+        outcomes = []
         for iv in (treatment, control):
             checked = check_intervention(
                 iv, self.graph, num_samples, dtype=self.dtype, device=self.device
@@ -868,8 +957,10 @@ class SCM(nn.Module):
                 values = replay_counterfactual(
                     self.model, noise, checked, self.graph.nodes, num_rows=num_samples
                 )
-            means.append(values[target].expand(num_samples).double().mean())
-        return float(means[0] - means[1])
+            outcomes.append(values[target].expand(num_samples).double())
+        differences = outcomes[0] - outcomes[1]  # paired by the shared noise
+        se = differences.std() / math.sqrt(num_samples)
+        return ATEResult(float(differences.mean()), float(se), num_samples)
 
     def _discrete(self, node: str) -> bool:
         g, _ = self._slot[node]
@@ -904,7 +995,21 @@ class SCM(nn.Module):
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> None:
-        """Save the graph, mechanisms and weights; :meth:`load` restores them exactly."""
+        """Save the graph, mechanisms and weights; :meth:`load` restores them exactly.
+
+        Example:
+            >>> import os, tempfile
+            >>> import pyrocausal as pc
+            >>> from pyrocausal.datasets import load_scm
+            >>> data = load_scm("triangle_linear").sample(300, seed=0)
+            >>> scm = pc.SCM({"x1": [], "x2": ["x1"], "x3": ["x1", "x2"]}, mechanisms="linear")
+            >>> _ = scm.fit(data, progress=False, seed=0)
+            >>> path = os.path.join(tempfile.mkdtemp(), "scm.pt")
+            >>> scm.save(path)
+            >>> again = pc.SCM.load(path)
+            >>> again.sample(5, seed=0).equals(scm.sample(5, seed=0))
+            True
+        """
         state = {k: v.detach().cpu() for k, v in self.state_dict().items()}
         torch.save(
             {
@@ -921,7 +1026,18 @@ class SCM(nn.Module):
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> SCM:
-        """Load a model written by :meth:`save` onto ``device``."""
+        """Load a model written by :meth:`save` onto ``device``.
+
+        Example:
+            >>> import os, tempfile
+            >>> import pyrocausal as pc
+            >>> path = os.path.join(tempfile.mkdtemp(), "scm.pt")
+            >>> pc.SCM({"a": [], "b": ["a"]}, mechanisms="linear").save(path)
+            >>> pc.SCM.load(path, device="cpu")
+            SCM(2 nodes, 1 edge, not fitted, cpu, float32)
+              a         linear
+              b <- a    linear
+        """
         blob = torch.load(Path(path), map_location="cpu", weights_only=True)
         if not isinstance(blob, dict) or blob.get("format") != _FORMAT:
             raise ValueError(f"{path} is not a saved pyrocausal SCM")
@@ -939,14 +1055,70 @@ class SCM(nn.Module):
         return scm.to(resolve_device(device))
 
     def extra_repr(self) -> str:
-        mech = ", ".join(f"{n}: {type(m).__name__}" for n, m in self.mechanisms.items())
+        """The header of the ``nn.Module`` tree (``nn.Module.__repr__(scm)`` prints it all)."""
+        mech = ", ".join(f"{n}: {_label(m)}" for n, m in self.mechanisms.items())
         return f"graph={self.graph!r}, mechanisms={{{mech}}}, fitted={bool(self.fitted)}"
+
+    def __repr__(self) -> str:
+        """One line per node: its parents and its mechanism; whether fitted; device, dtype.
+
+        The ``nn.Module`` tree of the parameters is ``print(scm.stacks)`` (or
+        ``nn.Module.__repr__(scm)``).
+
+        Example:
+            >>> import pyrocausal as pc
+            >>> pc.SCM({"x1": [], "x2": ["x1"], "x3": ["x1", "x2"]}, mechanisms="linear")
+            SCM(3 nodes, 3 edges, not fitted, cpu, float32)
+              x1                linear
+              x2 <- x1          linear
+              x3 <- x1, x2      linear
+            >>> pc.SCM({"x1": [], "x2": ["x1"]})  # the default chooses while fitting
+            SCM(2 nodes, 1 edge, not fitted, cpu, float32; mechanisms chosen by Auto.light() in fit)
+              x1
+              x2 <- x1
+        """
+        graph = self.graph
+        edges = sum(len(graph.parents(n)) for n in graph.nodes)
+        fitted = "fitted" if bool(self.fitted) else "not fitted"
+        dtype = str(self.dtype).removeprefix("torch.")
+        pending = self.auto is not None and not bool(self.fitted)
+        choice = ""
+        if pending:
+            name = (
+                "Auto.light()"
+                if self.auto == Auto.light()
+                else "Auto()"
+                if self.auto == Auto()
+                else "Auto(...)"
+            )
+            choice = f"; mechanisms chosen by {name} in fit"
+        head = (
+            f"SCM({len(graph.nodes)} node{'s' * (len(graph.nodes) != 1)}, {edges} "
+            f"edge{'s' * (edges != 1)}, {fitted}, {self.device}, {dtype}{choice})"
+        )
+        latent = set(graph.latent)
+        rows = []
+        for n in graph.nodes:
+            parents = graph.parents(n)
+            left = n + (f" <- {', '.join(parents)}" if parents else "")
+            left += " (latent)" if n in latent else ""
+            rows.append((left, "" if pending else _label(self.mechanisms[n])))
+        width = max(len(left) for left, _ in rows) + 4
+        lines = [f"  {left:<{width}}{right}".rstrip() for left, right in rows]
+        return "\n".join([head, *lines])
 
 
 class InterventionalSCM:
     """A view of an :class:`SCM` under an intervention; its :attr:`model` is ``pyro.do``.
 
     Made by :meth:`SCM.do`. The underlying SCM is shared, not copied, and not changed.
+
+    Example:
+        >>> import pyrocausal as pc
+        >>> scm = pc.SCM({"a": [], "b": ["a"]}, mechanisms="linear")
+        >>> doing = scm.do({"b": 0.0})
+        >>> doing, doing.graph.parents("b")          # do() cuts b's incoming edge
+        (InterventionalSCM(do={'b': 0.0}), ())
     """
 
     def __init__(self, scm: SCM, intervention: Intervention) -> None:
@@ -976,7 +1148,16 @@ class InterventionalSCM:
         return intervene(self.scm.model, self._checked(None))
 
     def sample(self, num_samples: int, seed: int | None = None) -> pd.DataFrame:
-        """Draw ``num_samples`` rows from the interventional distribution."""
+        """Draw ``num_samples`` rows from the interventional distribution.
+
+        Example:
+            >>> import pyrocausal as pc
+            >>> scm = pc.SCM({"a": [], "b": ["a"]}, mechanisms="linear")
+            >>> doing = scm.do({"a": lambda a: a + 1.0})    # a shift: a := a + 1
+            >>> draws = doing.sample(4, seed=0)
+            >>> bool((draws["a"] - scm.sample(4, seed=0)["a"] - 1.0).abs().max() < 1e-6)
+            True
+        """
         if num_samples < 1:
             raise ValueError(f"num_samples must be at least 1, got {num_samples}")
         from pyrocausal.handlers import intervene
@@ -1085,6 +1266,14 @@ def _describe(spec: Mechanism) -> str:
     if getattr(spec, "noise_shape", "spline") != "spline":
         name = f"{name}-{spec.noise_shape}"
     return f"{name}({hidden})" if hidden else name
+
+
+def _label(spec: Mechanism) -> str:
+    """A mechanism's short name for reprs: ``_describe`` where it applies, else its class."""
+    try:
+        return _describe(spec)
+    except AttributeError:  # a user's Mechanism without hidden_features
+        return type(spec).__name__
 
 
 def _broadcast(a: Sequence[int], b: Sequence[int]) -> torch.Size:

@@ -23,11 +23,12 @@ from pyrocausal.mechanisms import (
 )
 from pyrocausal.models import SCM, InterventionalSCM, SCMEnsemble
 from pyrocausal.progress import get_progress, set_progress
-from pyrocausal.results import CausalQueryResult
+from pyrocausal.results import ATEResult, CausalQueryResult
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ATEResult",
     "MAF",
     "NSF",
     "AdditiveNoise",

@@ -1,14 +1,17 @@
 """One result object for interventional and counterfactual answers given as draws.
 
 :class:`CausalQueryResult` holds the draws of a posterior query as pandas frames indexed by
-``(row, draw)``, turns them into ArviZ :class:`~arviz.InferenceData` (groups ``factual``,
-``counterfactual``, ``interventional`` with a ``row`` coordinate), summarizes them (mean, sd
-and highest-density interval per variable and row) and plots them.
+``(row, draw)``, turns them into ArviZ :class:`~arviz.InferenceData` (the answer in
+``posterior``, where ``az.summary`` and ``az.plot_posterior`` look by default, the other worlds
+in ``factual`` and ``interventional``, the evidence in ``observed_data`` and the inference's
+diagnostics in ``sample_stats``, all with a ``row`` coordinate), summarizes them (mean, sd and
+highest-density interval per variable and row) and plots them. :class:`ATEResult` is an
+average treatment effect that is a ``float`` and carries its standard error and interval.
 """
 
 from __future__ import annotations
 
-__all__ = ["CausalQueryResult"]
+__all__ = ["ATEResult", "CausalQueryResult"]
 
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
@@ -17,6 +20,94 @@ import numpy as np
 import pandas as pd
 
 Kind = Literal["counterfactual", "interventional"]
+
+
+class ATEResult(float):
+    """An average treatment effect: a ``float`` (the estimate) with its uncertainty.
+
+    Returned by :meth:`SCM.ate <pyrocausal.models.SCM.ate>` and
+    :meth:`SCMEnsemble.ate <pyrocausal.models.SCMEnsemble.ate>`. It is the estimate itself
+    (``f"{ate:.4f}"``, ``round(ate, 3)``, arithmetic and comparisons work as on a float), with:
+
+    * :attr:`se`: for one SCM, the Monte Carlo standard error of the estimate (the SCM's
+      mechanisms taken as known: it shrinks as ``1/sqrt(num_samples)``); for an ensemble,
+      the bootstrap standard error, the standard deviation of the members' estimates (the
+      uncertainty of the fit, which more draws do not remove).
+    * :meth:`interval`: the normal interval ``estimate +- z * se``.
+    * :attr:`members`: the members' estimates (an ensemble), else ``None``.
+
+    Arguments:
+        estimate: The point estimate.
+        se: Its standard error.
+        num_samples: Monte Carlo draws per world (per member for an ensemble).
+        members: The members' estimates of an ensemble.
+
+    Example:
+        >>> ate = ATEResult(2.0, se=0.1, num_samples=1000)
+        >>> f"{ate:.4f}", ate + 1.0, ate.estimate
+        ('2.0000', 3.0, 2.0)
+        >>> [round(x, 3) for x in ate.interval(0.95)]
+        [1.804, 2.196]
+        >>> ate
+        ATEResult(2, se=0.1, 90% interval [1.836, 2.164], num_samples=1000)
+    """
+
+    se: float
+    num_samples: int
+    members: np.ndarray | None
+
+    def __new__(
+        cls,
+        estimate: float,
+        se: float,
+        num_samples: int,
+        members: Sequence[float] | None = None,
+    ) -> ATEResult:
+        self = super().__new__(cls, estimate)
+        self.se = float(se)
+        self.num_samples = int(num_samples)
+        self.members = None if members is None else np.asarray(members, dtype=np.float64)
+        return self
+
+    @property
+    def estimate(self) -> float:
+        """The point estimate as a plain float."""
+        return float(self)
+
+    def interval(self, prob: float = 0.9) -> tuple[float, float]:
+        """The central normal interval ``estimate +- z * se`` holding ``prob``.
+
+        Arguments:
+            prob: Coverage of the interval, in (0, 1).
+
+        Returns:
+            ``(low, high)``.
+
+        Example:
+            >>> [round(x, 3) for x in ATEResult(1.0, se=0.5, num_samples=100).interval(0.5)]
+            [0.663, 1.337]
+        """
+        from scipy.stats import norm
+
+        if not 0.0 < prob < 1.0:
+            raise ValueError(f"prob must be in (0, 1), got {prob}")
+        half = float(norm.ppf(0.5 + prob / 2)) * self.se
+        return self.estimate - half, self.estimate + half
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        members = None if self.members is None else self.members.tolist()
+        return (ATEResult, (self.estimate, self.se, self.num_samples, members))
+
+    def __str__(self) -> str:
+        return float.__repr__(self)
+
+    def __repr__(self) -> str:
+        lo, hi = self.interval(0.9)
+        extra = f", members={len(self.members)}" if self.members is not None else ""
+        return (
+            f"ATEResult({self.estimate:.4g}, se={self.se:.2g}, 90% interval [{lo:.4g}, "
+            f"{hi:.4g}], num_samples={self.num_samples}{extra})"
+        )
 
 
 class CausalQueryResult:
@@ -37,8 +128,14 @@ class CausalQueryResult:
             the intervened model per row (the scale against which the evidence's effect shows).
         evidence: The factual rows as given (NaN where not observed).
         intervention: The intervention.
-        diagnostics: Per-row diagnostics of the inference (e.g. ``ess``, the effective sample
-            size of the importance weights, and which variables were hidden).
+        diagnostics: Per-row diagnostics of the inference: ``ess`` (the effective sample
+            size of the importance weights), ``hidden`` (which variables were hidden),
+            ``pattern`` (the row's missingness pattern, numbered in the order abduction met
+            them) and, with NUTS, ``r_hat`` and ``ess_bulk`` of the chain (the worst hidden
+            coordinate of the row); an ensemble's have a ``member`` column.
+        stats: Diagnostics that are not per row, as ``{name: (dims, values)}``: ``elbo``
+            ``(missingness_pattern, abduction_step)``, the ELBO trace of SVI abduction per
+            missingness pattern (NaN-padded), and ``diverging`` ``(draw,)``, NUTS divergences.
         discrete: The discrete variables.
         info: Method, run time and fit statistics.
 
@@ -52,8 +149,13 @@ class CausalQueryResult:
         variable row
         y        0    2.5  1.118
                  1    0.0  0.000
-        >>> result.to_inference_data().interventional["y"].dims
+        >>> result.to_inference_data().posterior["y"].dims
         ('chain', 'draw', 'row')
+        >>> result.mean()
+             y
+        row
+        0    2.5
+        1    0.0
     """
 
     def __init__(
@@ -66,6 +168,7 @@ class CausalQueryResult:
         evidence: pd.DataFrame | None = None,
         intervention: Mapping[str, Any] | None = None,
         diagnostics: pd.DataFrame | None = None,
+        stats: Mapping[str, tuple[tuple[str, ...], np.ndarray]] | None = None,
         discrete: Sequence[str] = (),
         info: Mapping[str, Any] | None = None,
     ) -> None:
@@ -82,6 +185,7 @@ class CausalQueryResult:
         self.evidence = evidence
         self.intervention = dict(intervention or {})
         self.diagnostics = diagnostics
+        self.stats = dict(stats or {})
         self.discrete = tuple(discrete)
         self.info = dict(info or {})
 
@@ -102,7 +206,15 @@ class CausalQueryResult:
         return list(self.samples.columns)
 
     def groups(self) -> dict[str, pd.DataFrame]:
-        """The draws by ArviZ group name."""
+        """The draws by ArviZ group name (the answer under :attr:`kind`).
+
+        Example:
+            >>> import pandas as pd
+            >>> index = pd.MultiIndex.from_product([[0], range(2)], names=["row", "draw"])
+            >>> draws = pd.DataFrame({"y": [1.0, 2.0]}, index=index)
+            >>> list(CausalQueryResult("interventional", draws, factual=draws).groups())
+            ['interventional', 'factual']
+        """
         out = {self.kind: self.samples}
         if self.factual is not None:
             out["factual"] = self.factual
@@ -111,7 +223,18 @@ class CausalQueryResult:
         return out
 
     def mean(self) -> pd.DataFrame:
-        """Posterior mean of every variable per row (probabilities of 1 for binary ones)."""
+        """Posterior mean of every variable per row (probabilities of 1 for binary ones).
+
+        Example:
+            >>> import pandas as pd
+            >>> index = pd.MultiIndex.from_product([["a", "b"], range(2)], names=["row", "draw"])
+            >>> draws = pd.DataFrame({"y": [1.0, 3.0, 0.0, 1.0]}, index=index)
+            >>> CausalQueryResult("counterfactual", draws).mean()
+                   y
+            row
+            a    2.0
+            b    0.5
+        """
         return self.samples.groupby(level="row", sort=False).mean()
 
     def __repr__(self) -> str:
@@ -128,31 +251,105 @@ class CausalQueryResult:
         return wide.to_numpy(dtype=np.float64)[None]  # (chain, draw, row)
 
     def to_inference_data(self) -> Any:
-        """ArviZ InferenceData with one group per world and a ``row`` coordinate.
+        """ArviZ InferenceData of the answer, the other worlds and the diagnostics.
 
-        Groups: ``counterfactual`` (the answer of a counterfactual query), ``factual``
-        (posterior draws of the factual world; observational draws for an interventional
-        query), ``interventional`` (the answer of an interventional query, or the
-        evidence-ignoring answer beside a counterfactual one) and ``observed_data`` (the
-        evidence, NaN where not observed). Every variable has dims ``(chain, draw, row)``.
+        Every draw variable has dims ``(chain, draw, row)`` (one chain; ``row`` is the
+        evidence's index). Groups:
+
+        * ``posterior``: the answer (counterfactual or interventional draws) of every
+          variable that varies over the draws in at least one row, so that
+          ``az.summary(idata)`` and ``az.plot_posterior(idata)`` show it with no arguments.
+          Variables held constant in every row (intervened on, or observed and not changed)
+          are left out here: they have no posterior spread, and ArviZ's diagnostics divide
+          by it.
+        * ``counterfactual`` or ``interventional`` (after :attr:`kind`): the answer with
+          every variable, the same draws.
+        * ``factual``: posterior draws of the factual world (observational draws for an
+          interventional query).
+        * ``interventional`` beside a counterfactual answer: the evidence-ignoring answer.
+        * ``observed_data``: the evidence, NaN where not observed (dim ``row``).
+        * ``sample_stats``: the per-row :attr:`diagnostics` (``ess``, ``pattern``,
+          ``hidden`` ...; dim ``row``, with a leading ``member`` dim for an ensemble) and
+          :attr:`stats` (``elbo`` ``(missingness_pattern, abduction_step)``, ``diverging`` ``(chain,
+          draw)``).
+
+        Example:
+            >>> import pandas as pd
+            >>> import arviz as az
+            >>> index = pd.MultiIndex.from_product([["a", "b"], range(3)], names=["row", "draw"])
+            >>> draws = pd.DataFrame({"t": 1.0, "y": [0.0, 1.0, 2.0, 5.0, 5.0, 5.0]}, index=index)
+            >>> idata = CausalQueryResult("interventional", draws).to_inference_data()
+            >>> idata.groups()
+            ['posterior', 'interventional']
+            >>> list(idata.posterior.data_vars), dict(idata.posterior.sizes)
+            (['y'], {'chain': 1, 'draw': 3, 'row': 2})
+            >>> az.summary(idata, kind="stats")["mean"].to_dict()
+            {'y[a]': 1.0, 'y[b]': 5.0}
         """
         import arviz as az
         import xarray as xr
 
         coords = {"chain": [0], "draw": np.arange(self.num_draws), "row": np.asarray(self.rows)}
-        groups = {}
-        for name, frame in self.groups().items():
-            groups[name] = xr.Dataset(
-                {v: (("chain", "draw", "row"), self._array(frame, v)) for v in frame.columns},
+        attrs = {"intervention": repr(self.intervention), "kind": self.kind}
+
+        def dataset(frame: pd.DataFrame, names: Sequence[str]) -> Any:
+            return xr.Dataset(
+                {v: (("chain", "draw", "row"), self._array(frame, v)) for v in names},
                 coords=coords,
-                attrs={"intervention": repr(self.intervention), "kind": self.kind},
+                attrs=attrs,
             )
+
+        varying = [v for v in self.variables if self._varies(self.samples, v)]
+        groups = {"posterior": dataset(self.samples, varying)}
+        for name, frame in self.groups().items():
+            groups[name] = dataset(frame, list(frame.columns))
         if self.evidence is not None:
             groups["observed_data"] = xr.Dataset(
                 {v: (("row",), self.evidence[v].to_numpy(np.float64)) for v in self.evidence},
                 coords={"row": np.asarray(self.evidence.index)},
             )
+        stats = self._sample_stats()
+        if stats is not None:
+            groups["sample_stats"] = stats
         return az.InferenceData(**groups)
+
+    @staticmethod
+    def _varies(frame: pd.DataFrame, variable: str) -> bool:
+        spread = frame[variable].groupby(level="row", sort=False).agg(lambda x: x.max() - x.min())
+        return bool((spread > 0).any())
+
+    def _sample_stats(self) -> Any:
+        import xarray as xr
+
+        variables: dict[str, Any] = {}
+        coords: dict[str, Any] = {"chain": [0], "draw": np.arange(self.num_draws)}
+        if self.diagnostics is not None:
+            table = self.diagnostics
+            coords["row"] = np.asarray(self.rows)
+            if "member" in table:
+                members = np.unique(table["member"].to_numpy())
+                coords["member"] = members
+                long = table.rename_axis("row").reset_index()
+                for column in table.columns.drop("member"):
+                    wide = long.pivot(index="member", columns="row", values=column)
+                    wide = wide.reindex(index=members, columns=self.rows).to_numpy()
+                    variables[column] = (("member", "row"), _plain(wide))
+            else:
+                table = table.reindex(self.rows)
+                for column in table.columns:
+                    variables[column] = (("row",), _plain(table[column].to_numpy()))
+        for name, (dims, values) in self.stats.items():
+            values = np.asarray(values)
+            if dims and dims[0] == "draw":  # per-draw statistics get ArviZ's chain dim
+                dims, values = ("chain", *dims), values[None]
+            variables[name] = (dims, values)
+        if not variables:
+            return None
+        used = {d for dims, _ in variables.values() for d in dims}
+        coords = {k: v for k, v in coords.items() if k in used}
+        return xr.Dataset(
+            variables, coords=coords, attrs={"method": str(self.info.get("method", ""))}
+        )
 
     def summary(
         self,
@@ -172,6 +369,17 @@ class CausalQueryResult:
             A DataFrame indexed by ``(variable, row)`` with columns ``mean``, ``sd``,
             ``hdi_<lo>%`` and ``hdi_<hi>%``, plus ``factual`` (the observed value, NaN where
             not observed) for counterfactual answers.
+
+        Example:
+            >>> import numpy as np, pandas as pd
+            >>> index = pd.MultiIndex.from_product([["a"], range(10)], names=["row", "draw"])
+            >>> draws = pd.DataFrame({"y": [1.0, 2, 3, 4, 5, 6, 7, 8, 9, 30]}, index=index)
+            >>> evidence = pd.DataFrame({"y": [0.5]}, index=["a"])
+            >>> result = CausalQueryResult("counterfactual", draws, evidence=evidence)
+            >>> result.summary(hdi_prob=0.8)   # the shortest interval with 8 of the 10 draws
+                          mean        sd  hdi_10%  hdi_90%  factual
+            variable row
+            y        a     7.5  7.889867      1.0      9.0      0.5
         """
         import arviz as az
 
@@ -229,6 +437,15 @@ class CausalQueryResult:
 
         Returns:
             The array of matplotlib axes.
+
+        Example:
+            >>> import matplotlib.pyplot as plt
+            >>> import pyrocausal as pc
+            >>> scm = pc.SCM({"a": [], "b": ["a"]}, mechanisms="linear")
+            >>> axes = scm.do({"a": 2.0}).query(num_samples=200, seed=0).plot()
+            >>> [ax.get_title() for ax in axes]    # b, against its observational density
+            ['b']
+            >>> plt.close("all")
         """
         import matplotlib.pyplot as plt
 
@@ -308,3 +525,10 @@ class CausalQueryResult:
             )
             ax.set_ylabel("density")
         ax.set_xlabel(variable)
+
+
+def _plain(values: np.ndarray) -> np.ndarray:
+    """Object columns (strings) as fixed-width strings, numbers as they are (for xarray)."""
+    if values.dtype == object:
+        return values.astype(str)
+    return values

@@ -7,7 +7,7 @@ import pytest
 
 import pyrocausal as pc
 from pyrocausal.cli import main
-from pyrocausal.inference.posterior import SVIAbduction
+from pyrocausal.inference.posterior import ImportanceAbduction, NUTSAbduction, SVIAbduction
 
 matplotlib.use("Agg")
 
@@ -57,6 +57,98 @@ def test_inference_data_has_the_three_worlds_with_row_coordinates(fitted):
     )
     assert np.isnan(idata.observed_data["x2"].sel(row="b"))
     assert idata.observed_data["x3"].sel(row="a") == evidence.loc["a", "x3"]
+    # the answer is also the posterior (ArviZ's default group), without the intervened x1,
+    # which is the constant 1.0 in every draw
+    assert idata.groups()[0] == "posterior" and list(idata.posterior.data_vars) == ["x2", "x3"]
+    np.testing.assert_array_equal(idata.posterior["x3"].values, idata.counterfactual["x3"].values)
+    stats = idata.sample_stats
+    np.testing.assert_array_equal(stats["ess"].values, result.diagnostics["ess"].to_numpy())
+    assert stats["ess"].dims == ("row",) and list(stats["hidden"].values) == ["", "x2", "", ""]
+    assert stats["elbo"].dims == ("missingness_pattern", "abduction_step")
+    assert stats.sizes["abduction_step"] == 100  # SVIAbduction(num_steps=100)
+    # two patterns (all seen; x2 hidden): only the second has anything to abduct, so only
+    # its row of the ELBO trace is filled in
+    assert stats.sizes["missingness_pattern"] == 2
+    hidden_pattern = int(stats["pattern"].sel(row="b"))
+    assert set(stats["pattern"].values) == {0, 1}
+    assert np.isfinite(stats["elbo"].values[hidden_pattern]).all()
+    assert np.isnan(stats["elbo"].values[1 - hidden_pattern]).all()
+
+
+@pytest.fixture(scope="module")
+def hidden_causes(fitted):
+    """Rows where only x3 is seen: every answer variable has a posterior spread."""
+    scm, data, _, _ = fitted
+    evidence = data.head(3).copy()
+    evidence.index = ["a", "b", "c"]
+    evidence[["x1", "x2"]] = np.nan
+    return scm, evidence
+
+
+def test_arviz_defaults_read_the_answer(hidden_causes):
+    import arviz as az
+
+    scm, evidence = hidden_causes
+    result = scm.counterfactual(
+        evidence, {"x2": 1.0}, num_samples=200, abduction=SVIAbduction(num_steps=30), seed=0
+    )
+    idata = result.to_inference_data()
+    table = az.summary(idata)  # no group, no var_names
+    assert list(table.index) == [f"{v}[{r}]" for v in ("x1", "x3") for r in "abc"]
+    means = result.mean()
+    assert table.loc["x3[b]", "mean"] == pytest.approx(means.loc["b", "x3"], abs=1e-3)
+    assert (table["sd"] > 0.05).all()  # x1 and x3 are unobserved causes / their effect
+    assert (table["ess_bulk"] > 50).all()  # importance-resampled draws, not one repeated
+
+
+# ArviZ 0.23's plot_posterior passes a dict to matplotlib's normalize_kwargs, deprecated in
+# matplotlib 3.11: a third-party warning, nothing to change on our side.
+@pytest.mark.filterwarnings("ignore:Passing a dict or None as alias_mapping")
+def test_plot_posterior_draws_every_answer_variable_and_row(hidden_causes):
+    import arviz as az
+    import matplotlib.pyplot as plt
+
+    scm, evidence = hidden_causes
+    result = scm.counterfactual(
+        evidence, {"x2": 1.0}, num_samples=200, abduction=ImportanceAbduction(2000), seed=0
+    )
+    idata = result.to_inference_data()
+    axes = np.asarray(az.plot_posterior(idata))
+    assert axes.size == 2 * 3  # (x1, x3) x rows a, b, c
+    titles = sorted(ax.get_title() for ax in axes.flat)
+    assert titles[0].startswith("x1") and titles[-1].startswith("x3")
+    assert all(ax.lines for ax in axes.flat)  # a density line in every panel
+    # importance abduction: the ESS of its weights per row, in sample_stats
+    ess = idata.sample_stats["ess"]
+    assert ess.dims == ("row",) and ((ess > 1) & (ess <= 2000)).all()
+    plt.close("all")
+
+
+def test_nuts_divergences_and_r_hat_in_sample_stats(hidden_causes):
+    scm, evidence = hidden_causes
+    result = scm.counterfactual(
+        evidence.head(2), {"x2": 1.0}, num_samples=60, abduction=NUTSAbduction(20), seed=0
+    )
+    stats = result.to_inference_data().sample_stats
+    assert stats["diverging"].dims == ("chain", "draw") and stats["diverging"].dtype == bool
+    assert stats["diverging"].shape == (1, 60)
+    assert stats["r_hat"].dims == ("row",) and np.isfinite(stats["r_hat"].values).all()
+    assert (stats["ess_bulk"] > 0).all()
+
+
+def test_ensemble_sample_stats_have_a_member_dim(fitted, hidden_causes):
+    scm, data, _, _ = fitted
+    _, evidence = hidden_causes
+    ensemble = pc.SCMEnsemble.bootstrap(scm, data, num_models=2, seed=0, epochs=2)
+    result = ensemble.counterfactual(
+        evidence, {"x2": 1.0}, num_samples=40, abduction=SVIAbduction(num_steps=10), seed=0
+    )
+    stats = result.to_inference_data().sample_stats
+    assert stats["ess"].dims == ("member", "row") and stats["ess"].shape == (2, 3)
+    assert stats["elbo"].dims == ("member", "missingness_pattern", "abduction_step")
+    for m in (0, 1):
+        part = result.diagnostics[result.diagnostics["member"] == m]
+        np.testing.assert_array_equal(stats["ess"].sel(member=m).values, part["ess"].to_numpy())
 
 
 def test_summary_gives_mean_sd_and_hdi_per_variable_and_row(fitted):
@@ -91,7 +183,8 @@ def test_interventional_query_and_plots(fitted):
     pd.testing.assert_frame_equal(
         doing.samples.reset_index(drop=True), scm.do({"x2": 2.0}).sample(500, seed=0)
     )
-    assert set(doing.to_inference_data().groups()) == {"interventional", "factual"}
+    assert set(doing.to_inference_data().groups()) == {"posterior", "interventional", "factual"}
+    assert list(doing.to_inference_data().posterior.data_vars) == ["x1", "x3"]
     assert doing.summary().loc[("x2", 0), "sd"] < 1e-9
     axes = doing.plot()
     assert len(axes) == 2  # x1 and x3 (x2 is intervened on)

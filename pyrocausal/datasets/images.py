@@ -192,7 +192,8 @@ class ImageDataset(ABC):
         noisy: Non-root factors whose mechanism has its own exogenous term, abducted from the
             factual factors by :meth:`abduct`.
         image_shape: ``(C, H, W)``.
-        label_loc, label_scale: ``a`` and ``b`` of the normalization ``(y - a) / b``.
+        label_loc: ``a`` of the normalization of the factors, ``(y - a) / b``.
+        label_scale: ``b`` of that normalization.
         cache_version: Part of the cache file name; bumped whenever the rendered pixels change.
     """
 

@@ -281,3 +281,15 @@ def test_spike_rollback_arguments_are_checked():
         SVITrainer(Gaussian(), spike_rollback=1.0, device="cpu", progress=False)
     with pytest.raises(ValueError, match="spike_lr_factor"):
         SVITrainer(Gaussian(), spike_rollback=2.0, spike_lr_factor=0.0, device="cpu")
+
+
+def test_svi_history_repr_is_a_summary():
+    from pyrocausal.inference import SVIHistory
+
+    # 200 epochs, the loss falls to 5 at epoch 196, then rises again
+    losses = [200.0 - e for e in range(196)] + [6.0, 7.0, 8.0, 9.0]
+    records = [{"epoch": e + 1, "loss": x, "seconds": 0.5} for e, x in enumerate(losses)]
+    assert repr(SVIHistory(records, best_epoch=196)) == (
+        "SVIHistory(200 epochs, final loss 9, lowest 5 at epoch 196, kept epoch 196, 100 s)"
+    )
+    assert repr(SVIHistory()) == "SVIHistory(0 epochs)"

@@ -79,3 +79,24 @@ def test_bad_arguments():
 def test_resolve_device():
     assert resolve_device("cpu").type == "cpu"
     assert resolve_device(None).type in {"cpu", "cuda"}
+
+
+def test_history_repr_is_a_summary_not_every_float():
+    from pyrocausal.inference import History
+
+    losses = [1.0 / (1 + e) for e in range(300)]
+    history = History(
+        loss=losses,
+        val_loss=[x + 0.1 for x in losses],
+        lr=[1e-3] * 300,
+        best_epoch=250,
+        seconds=12.5,
+    )
+    text = repr(history)
+    assert text == (
+        "History(300 epochs, best epoch 250: val loss 0.104 (loss 0.003984), "
+        "final loss 0.003333, 12.5 s)"
+    )
+    history.stopped_early = True
+    assert "stopped early" in repr(history)
+    assert repr(History()) == "History(0 epochs)"

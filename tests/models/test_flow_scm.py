@@ -14,6 +14,7 @@ import pyrocausal as pc
 from pyrocausal.datasets import load_scm
 from pyrocausal.inference import TrainingDivergedError, replay_counterfactual
 from pyrocausal.mechanisms import StackedMechanism, ZukoBase
+from pyrocausal.models.flow_scm import _label
 
 MECHANISMS = [
     pc.MAF(hidden_features=(16, 16)),
@@ -444,3 +445,25 @@ def test_discrete_columns_whose_standardization_does_not_round_trip(given):
     probs = scm.sample(4000, seed=0)["c"].value_counts(normalize=True).sort_index()
     assert probs.index.tolist() == [0.0, 1.0, 2.0, 3.0]
     assert np.allclose(probs, 0.25, atol=0.04)  # uniform categories; 4,000 draws: sd 0.007
+
+
+def test_repr_shows_graph_mechanisms_and_state(triangle):
+    truth, data, _ = triangle
+    scm = pc.SCM(
+        truth.graph,
+        mechanisms={"x1": "linear", "x2": "linear", "x3": pc.MAF(hidden_features=(8, 8))},
+    )
+    lines = repr(scm).splitlines()
+    assert lines[0] == "SCM(3 nodes, 3 edges, not fitted, cpu, float32)"
+    assert lines[1].split() == ["x1", "linear"]
+    assert lines[3].split() == ["x3", "<-", "x1,", "x2", "maf(8x8)"]
+    assert "Parameter" not in repr(scm)  # the nn.Module tree stays out of the repr ...
+    assert "Parameter containing" in torch.nn.Module.__repr__(scm)  # ... and within reach
+    default = pc.SCM(truth.graph)
+    assert repr(default).splitlines()[0].endswith("mechanisms chosen by Auto.light() in fit)")
+    default.fit(data, epochs=2, progress=False, seed=0)
+    head, *rows = repr(default).splitlines()
+    assert "fitted" in head and "not fitted" not in head and "Auto" not in head
+    chosen = {row.split()[0]: row.split()[-1] for row in rows}
+    assert chosen == {n: _label(m) for n, m in default.mechanisms.items()}
+    assert set(chosen.values()) <= {"linear", "quadratic", "maf(24x24)", "lsnm-sinh-arcsinh(24x24)"}
