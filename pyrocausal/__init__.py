@@ -9,6 +9,7 @@ Example:
 """
 
 from pyrocausal.custom import Bernoulli, Categorical, HandWritten
+from pyrocausal.evaluation import EvaluationReport, evaluate
 from pyrocausal.graph import CausalGraph, GraphError
 from pyrocausal.handlers import intervene
 from pyrocausal.inference import History, TrainingDivergedError
@@ -37,6 +38,7 @@ __all__ = [
     "SCM",
     "CausalGraph",
     "CausalQueryResult",
+    "EvaluationReport",
     "GraphError",
     "History",
     "InterventionalSCM",
@@ -45,5 +47,6 @@ __all__ = [
     "Mechanism",
     "SCMEnsemble",
     "TrainingDivergedError",
+    "evaluate",
     "intervene",
 ]
