@@ -15,9 +15,11 @@ graphs using a permutation-based test"):
    should violate fewer of its implied independences (unadjusted ``p < alpha``) than most
    relabelings. The permutation p-value is the share of relabelings (the graph itself
    included) whose violation fraction is at most the graph's; below ``alpha`` the test is
-   *informative*: the data single out this graph among its relabelings. With ``k`` nodes
-   there are only ``k!`` relabelings (6 for three nodes), so the p-value cannot go below
-   ``1/k!``.
+   *informative*: the data single out this graph among its relabelings. Relabelings that
+   imply exactly the graph's independences (the reversed chain) are left out and counted.
+   With ``k`` nodes there are at most ``k! - 1`` others (5 for three nodes), so the p-value
+   cannot go below ``1/k!``: below five nodes (24 relabelings for four, fewer after the
+   equivalent ones) the test can rarely be informative at ``alpha = 0.05``.
 
 Caps keep it affordable: at most ``max_rows`` rows (a random subset), ``num_permutations``
 relabelings (all of them when there are fewer), and ``max_tests`` distinct tests over the
@@ -49,7 +51,7 @@ import pandas as pd
 from scipy import stats
 
 from pyrocausal.graph import CausalGraph
-from pyrocausal.independence import conditional_independence_test, holm
+from pyrocausal.independence import KernelRidge, holm, residual_test
 
 #: ``(x, y, given)``: the statement ``x ⊥ y | given``.
 Statement = tuple[str, str, tuple[str, ...]]
@@ -93,6 +95,9 @@ class GraphFalsification:
         falsified: Whether any implied independence is rejected after Holm's adjustment.
         informative: Whether ``p_value < alpha`` (the graph beats its relabelings).
         verdict: One sentence.
+        alpha: The level used.
+        num_equivalent: Relabelings left out because they imply exactly the graph's
+            independences (a reversed chain): no data can tell them apart.
     """
 
     tests: pd.DataFrame
@@ -103,6 +108,7 @@ class GraphFalsification:
     informative: bool
     verdict: str
     alpha: float
+    num_equivalent: int = 0
 
 
 def falsify_graph(
@@ -112,8 +118,8 @@ def falsify_graph(
     alpha: float = 0.05,
     method: Literal["residual-hsic", "gcm"] = "residual-hsic",
     max_rows: int = 500,
-    num_permutations: int = 30,
-    max_tests: int = 150,
+    num_permutations: int = 50,
+    max_tests: int = 500,
     transform: Literal["normal-scores", "none"] = "normal-scores",
     seed: int = 0,
 ) -> GraphFalsification:
@@ -148,14 +154,28 @@ def falsify_graph(
     else:
         raise ValueError(f"transform must be 'normal-scores' or 'none', got {transform!r}")
     cache: dict[tuple[frozenset[str], frozenset[str]], tuple[float, float]] = {}
+    bases: dict[frozenset[str], KernelRidge] = {}
+    residuals: dict[tuple[str, frozenset[str]], np.ndarray] = {}
+
+    def residual(target: str, given: tuple[str, ...]) -> np.ndarray:
+        """Leave-one-out residual of ``target`` on ``given``: one kernel basis per set."""
+        key = (target, frozenset(given))
+        if key not in residuals:
+            if not given:
+                residuals[key] = columns[target] - columns[target].mean()
+            else:
+                if key[1] not in bases:
+                    z = np.column_stack([columns[g] for g in sorted(given)])
+                    bases[key[1]] = KernelRidge(z)
+                residuals[key] = bases[key[1]].fit(columns[target]).residuals.copy()
+        return residuals[key]
 
     def run(statements: list[Statement]) -> list[tuple[float, float]]:
         out = []
         for x, y, given in statements:
             key = (frozenset((x, y)), frozenset(given))
             if key not in cache:
-                z = np.column_stack([columns[g] for g in given]) if given else None
-                r = conditional_independence_test(columns[x], columns[y], z, method=method)
+                r = residual_test(residual(x, given), residual(y, given), method=method)
                 cache[key] = (r.statistic, r.p_value)
             out.append(cache[key])
         return out
@@ -177,14 +197,19 @@ def falsify_graph(
     )
     own = float((p < alpha).mean()) if len(p) else 0.0
     nodes = list(graph.nodes)
+    own_keys = {(frozenset((x, y)), frozenset(g)) for x, y, g in statements}
+    equivalent = 0
     rows = [{"permutation": "identity", "num_tests": len(p), "fraction": own}]
     for perm in _relabelings(len(nodes), num_permutations, rng):
         mapping = {nodes[i]: nodes[j] for i, j in enumerate(perm)}
         relabeled = [
             (mapping[x], mapping[y], tuple(mapping[g] for g in given)) for x, y, given in statements
         ]
-        new = {(frozenset((x, y)), frozenset(g)) for x, y, g in relabeled} - cache.keys()
-        if len(cache) + len(new) > max_tests:
+        keys = {(frozenset((x, y)), frozenset(g)) for x, y, g in relabeled}
+        if keys == own_keys:  # implies the same independences: indistinguishable by design
+            equivalent += 1
+            continue
+        if len(cache) + len(keys - cache.keys()) > max_tests:
             continue
         pr = np.array([r[1] for r in run(relabeled)])
         rows.append(
@@ -216,7 +241,7 @@ def falsify_graph(
             f"p={p_perm:.3f} over {len(permutations) - 1} relabelings)"
         )
     return GraphFalsification(
-        tests, permutations, own, p_perm, falsified, informative, verdict, alpha
+        tests, permutations, own, p_perm, falsified, informative, verdict, alpha, equivalent
     )
 
 

@@ -38,6 +38,7 @@ __all__ = [
     "conditional_independence_test",
     "hsic_test",
     "holm",
+    "residual_test",
 ]
 
 from collections.abc import Sequence
@@ -292,6 +293,25 @@ def conditional_independence_test(
         rb = basis.fit(b).residuals.copy()
     else:
         ra, rb = a - a.mean(), b - b.mean()
+    return residual_test(ra, rb, method=method, seed=seed)
+
+
+def residual_test(
+    ra: np.ndarray,
+    rb: np.ndarray,
+    *,
+    method: Literal["residual-hsic", "gcm"] = "residual-hsic",
+    seed: int | None = 0,
+) -> IndependenceResult:
+    """The last step of :func:`conditional_independence_test`, on residuals computed already.
+
+    Example:
+        >>> import numpy as np
+        >>> rng = np.random.default_rng(0)
+        >>> e = rng.normal(size=300)
+        >>> residual_test(e, e + rng.normal(size=300), method="gcm").p_value < 1e-6
+        True
+    """
     if method == "residual-hsic":
         return hsic_test(ra, rb, seed=seed)
     if method != "gcm":
