@@ -231,9 +231,10 @@ def falsify_graph(
             f"rejected (Holm, alpha={alpha:g})"
         )
     elif informative:
+        ties = int((permutations["fraction"].iloc[1:] <= own).sum())
         verdict = (
-            f"not falsified, and informative: {len(permutations) - 1} relabelings violate more "
-            f"(permutation p={p_perm:.3f})"
+            f"not falsified, and informative: {ties} of {len(permutations) - 1} relabelings "
+            f"do as well (permutation p={p_perm:.3f})"
         )
     else:
         verdict = (

@@ -109,8 +109,10 @@ def test_falsification_flags_wrong_graph_and_passes_true_one():
     assert wrong.falsification.verdict.startswith("falsified")
     failed = wrong.falsification.tests.query("not passed")
     assert failed[["node", "other", "given"]].values.tolist() == [["x3", "x1", "x2"]]
-    # Every relabeling of a 3-node graph is tried once; the graph itself is row 0.
-    assert len(wrong.falsification.permutations) == 6
+    # Every relabeling of a 3-node graph is tried once, the graph itself is row 0, and the
+    # one that swaps x1 and x3 (the reversed chain, the same statement) is left out.
+    assert len(wrong.falsification.permutations) == 5
+    assert wrong.falsification.num_equivalent == 1
 
 
 def test_falsification_flags_missing_edge():
