@@ -27,8 +27,11 @@ r"""Evaluation of a fitted SCM on held-out rows, in the spirit of DoWhy's ``eval
    out of roots and weakly determined parents. It tests whether the fitted mechanisms,
    composed, reproduce an effect that the data identify; a model can pass it with a wrong
    graph. ``passed`` unless the row is tested and its difference is both significant (Holm
-   over the table) and larger than ``effect_tolerance`` sd of ``y`` (smoothing bias would
-   otherwise flag good models on large data).
+   over the table) and larger than ``effect_tolerance`` sd of ``y`` (default 0.25). The
+   tolerance is there because the SE leaves out the choice of the regression's bandwidth
+   and its smoothing bias: on correct models of three built-in SCMs (500 rows) the back-door
+   estimate's error was 1.3 of its SE in sd, up to 0.27 sd of ``y``, so this check finds
+   gross errors of a mechanism's effect, not small ones.
 4. **Noise independence**: the abducted noise of each node (:meth:`SCM.abduct
    <pyrocausal.models.SCM.abduct>`) against its parents, by HSIC (gamma approximation;
    :func:`~pyrocausal.independence.hsic_test`). The mechanism of a node is a valid
@@ -69,7 +72,7 @@ import pandas as pd
 from scipy import stats
 
 from pyrocausal.falsification import GraphFalsification, falsify_graph
-from pyrocausal.independence import KernelRidge, holm, hsic_test
+from pyrocausal.independence import KernelRidge, holm, hsic_test, mmd_test
 
 if TYPE_CHECKING:
     from pyrocausal.models import SCM
@@ -109,6 +112,25 @@ class EvaluationReport:
             (``None`` when ``falsify=False``).
         alpha: Level of every test.
         num_rows: Rows evaluated.
+        nodes: The model's nodes.
+
+    Example:
+        >>> import numpy as np, pandas as pd
+        >>> import pyrocausal as pc
+        >>> rng = np.random.default_rng(0)
+        >>> a = rng.normal(size=700)
+        >>> rows = pd.DataFrame({"a": a, "b": a**2 + 0.5 * rng.normal(size=700)})
+        >>> scm = pc.SCM({"a": [], "b": ["a"]}, mechanisms=pc.LinearGaussian())  # too simple
+        >>> _ = scm.fit(rows[:500], epochs=1, progress=False, seed=0)
+        >>> report = pc.evaluate(scm, rows[500:], num_samples=500, falsify=False)
+        >>> report.passed
+        False
+        >>> bool(report.noise_independence.loc["b", "passed"])  # a line leaves a^2 in b's noise
+        False
+        >>> sorted(report.to_frame().query("not passed")["check"].unique())
+        ['interventional', 'joint', 'marginal', 'noise_independence']
+        >>> len(report.plot().axes)
+        6
     """
 
     log_likelihood: pd.DataFrame
@@ -312,7 +334,7 @@ def evaluate(
     alpha: float = 0.05,
     num_samples: int = 2000,
     quantiles: Sequence[float] = (0.1, 0.5, 0.9),
-    effect_tolerance: float = 0.1,
+    effect_tolerance: float = 0.25,
     min_overlap: float = 0.9,
     max_rows: int = 500,
     max_edges: int = 20,
@@ -329,7 +351,7 @@ def evaluate(
         num_samples: Model draws for the observational and interventional checks.
         quantiles: Quantiles of each parent at which ``do(parent = value)`` is compared.
         effect_tolerance: Smallest interventional difference, in sd of the child, that
-            fails the check (with significance).
+            fails the check (with significance; see the module docstring for why 0.25).
         min_overlap: Share of rows whose ``pa(x)`` make ``x = value`` plausible (within two
             residual sd of the regression of ``x`` on ``pa(x)``) below which an
             interventional comparison is reported but not tested (``tested`` is False): the
@@ -491,8 +513,10 @@ def _observational(
     m = min(max_rows // 2, n1, n2)
     a = frame.to_numpy()[rng.choice(n1, m, replace=False)]
     b = draws[nodes].to_numpy()[rng.choice(n2, m, replace=False)]
-    mmd, p = _mmd_test(a, b, rng)
-    joint = pd.DataFrame([{"mmd": mmd, "p_value": p, "passed": p >= alpha}])
+    mmd = mmd_test(a, b, seed=int(rng.integers(2**31)))
+    joint = pd.DataFrame(
+        [{"mmd": mmd.statistic, "p_value": mmd.p_value, "passed": mmd.p_value >= alpha}]
+    )
     return marginals, dependence, joint
 
 
@@ -510,28 +534,6 @@ def _corr(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     m40, m04 = (sa**4).mean(), (sb**4).mean()
     tau2 = m22 * (1 + r**2 / 2) - r * (m31 + m13) + r**2 * (m40 + m04) / 4
     return r, float(max(tau2, 1e-12))
-
-
-def _mmd_test(
-    a: np.ndarray, b: np.ndarray, rng: np.random.Generator, num_permutations: int = 200
-) -> tuple[float, float]:
-    """Squared MMD (biased) with a Gaussian kernel; p-value from permutations of the pooled rows."""
-    from scipy.spatial.distance import pdist, squareform
-
-    pooled = np.vstack([a, b])
-    sd = pooled.std(axis=0)
-    pooled = (pooled - pooled.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
-    d = pdist(pooled, "sqeuclidean")
-    k = squareform(np.exp(-d / (2 * np.median(d[d > 0]))), checks=False) + np.eye(len(pooled))
-    m = len(a)
-
-    def stat(index: np.ndarray) -> float:
-        x, y = index[:m], index[m:]
-        return float(k[np.ix_(x, x)].mean() + k[np.ix_(y, y)].mean() - 2 * k[np.ix_(x, y)].mean())
-
-    observed = stat(np.arange(len(pooled)))
-    exceed = sum(stat(rng.permutation(len(pooled))) >= observed for _ in range(num_permutations))
-    return observed, (1 + exceed) / (1 + num_permutations)
 
 
 def _interventional(
