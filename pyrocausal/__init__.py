@@ -9,6 +9,7 @@ Example:
 """
 
 from pyrocausal.custom import Bernoulli, Categorical, HandWritten
+from pyrocausal.evaluation import EvaluationReport, evaluate
 from pyrocausal.graph import CausalGraph, GraphError
 from pyrocausal.handlers import intervene
 from pyrocausal.inference import History, TrainingDivergedError
@@ -39,6 +40,7 @@ __all__ = [
     "SCM",
     "CausalGraph",
     "CausalQueryResult",
+    "EvaluationReport",
     "GraphError",
     "History",
     "InterventionalSCM",
@@ -47,6 +49,7 @@ __all__ = [
     "Mechanism",
     "SCMEnsemble",
     "TrainingDivergedError",
+    "evaluate",
     "get_progress",
     "intervene",
     "set_progress",

@@ -1,7 +1,8 @@
 """The ``pyrocausal`` command line.
 
 Subcommands: ``demo`` (the main job, on a built-in data set), ``generate`` (data from a
-built-in SCM), ``fit``, ``sample``, ``do``, ``counterfactual``, ``ate``, ``scms``.
+built-in SCM), ``fit``, ``sample``, ``do``, ``counterfactual``, ``ate``, ``check`` (the
+evaluation report of a fitted SCM on held-out rows), ``scms``.
 """
 
 from __future__ import annotations
@@ -199,6 +200,26 @@ def cmd_ate(args: argparse.Namespace) -> None:
         seed=args.seed,
     )
     print(f"ATE on {args.target}: {ate:.4f}")
+
+
+def cmd_check(args: argparse.Namespace) -> None:
+    from pyrocausal.evaluation import evaluate
+
+    scm = _load(args.model, args.device)
+    report = evaluate(
+        scm, pd.read_csv(args.data), num_samples=args.num, falsify=not args.no_falsify,
+        alpha=args.alpha, seed=args.seed,
+    )  # fmt: skip
+    print(report.summary())
+    if args.out:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        report.to_frame().to_csv(out / "evaluation.csv", index=False)
+        report.plot().savefig(out / "evaluation.png", dpi=110)
+        print(f"wrote {out / 'evaluation.csv'} and {out / 'evaluation.png'}")
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
@@ -427,6 +448,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--num", type=int, default=10_000)
     common(p)
     p.set_defaults(func=cmd_ate)
+
+    p = sub.add_parser("check", help="evaluation report of a fitted SCM on held-out rows")
+    p.add_argument("model", help="a model saved by `fit`")
+    p.add_argument("--data", required=True, help="CSV of held-out rows, one column per node")
+    p.add_argument("--out", default=None, help="folder for evaluation.csv and evaluation.png")
+    p.add_argument("-n", "--num", type=int, default=2000, help="model draws (default 2000)")
+    p.add_argument("--alpha", type=float, default=0.05, help="level of the tests (default 0.05)")
+    p.add_argument("--no-falsify", action="store_true", help="skip the graph falsification")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("generate", help="write data of a built-in SCM to CSV")
     p.add_argument("scm")
