@@ -209,6 +209,9 @@ class SVITrainer:
         self.strategy = strategy
         self.devices = devices
         self._replica: distributed.Replica | None = None  # set while a replica fits
+        # Every replica's random state at the end of the last epoch of a several-process fit
+        # (``None`` once one process trains on): what a checkpoint needs to resume the group.
+        self._replica_rng: list[Any] | None = None
         self.epoch = 0
         self.history = SVIHistory()
         self._generator = torch.Generator().manual_seed(self.seed)
@@ -373,6 +376,8 @@ class SVITrainer:
                     record["lr"] = self.lr
                 self.history.records.append(record)
                 self.epoch = epoch + 1
+                if replica is None:
+                    self._replica_rng = None  # the replicas' states are of an earlier epoch
                 kept = not record.get("rolled_back", False)
                 if self.keep_best and kept and weights == self.weights(epochs - 1):
                     if self._best is None or record["loss"] < self._best["loss"]:
@@ -435,9 +440,9 @@ class SVITrainer:
         if self._replica is None:
             self.save(path)
             return
-        states = distributed.gather(_rng_state())
+        self._replica_rng = distributed.gather(_rng_state())
         if self._replica.rank == 0:
-            self.save(path, replica_rng=states)
+            self.save(path)
 
     def _is_spike(self, loss: float) -> bool:
         """Whether an epoch's mean ``loss`` is a spike against the last epoch that was kept."""
@@ -481,6 +486,8 @@ class SVITrainer:
             "generator": self._generator.get_state(),
             "best": self._best,
         }
+        if self._replica_rng is not None:
+            state["replica_rng"] = self._replica_rng
         to_blob = getattr(self.module, "to_blob", None)
         if callable(to_blob):
             try:
@@ -510,18 +517,15 @@ class SVITrainer:
             rng = replica_rng[self._replica.rank]
         _set_rng_state(rng)
         self._best = state.get("best")  # absent from checkpoints of earlier versions
+        self._replica_rng = replica_rng
         self.lr = float(self.optimizer.param_groups[0]["lr"])
 
-    def save(self, path: str | os.PathLike, *, replica_rng: list[Any] | None = None) -> None:
-        """Write :meth:`state_dict` to ``path`` atomically (with the replicas' random states
-        when given)."""
+    def save(self, path: str | os.PathLike) -> None:
+        """Write :meth:`state_dict` to ``path`` atomically."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        state = self.state_dict()
-        if replica_rng is not None:
-            state["replica_rng"] = replica_rng
-        torch.save(state, tmp)
+        torch.save(self.state_dict(), tmp)
         os.replace(tmp, path)
 
     def load(self, path: str | os.PathLike) -> None:
@@ -549,8 +553,10 @@ class _ELBOModule(nn.Module):
 def _fit_replica(
     trainer: SVITrainer, data: Any, epochs: int, options: Mapping[str, Any]
 ) -> dict[str, Any] | None:
-    """What each spawned replica runs: the fit, then rank 0's state for the caller."""
+    """What each spawned replica runs: the fit, then rank 0's state (with every replica's
+    random state) for the caller."""
     trainer.fit(data, epochs, **options)
+    trainer._replica_rng = distributed.gather(_rng_state())
     return trainer.state_dict() if distributed.is_main_process() else None
 
 
