@@ -49,7 +49,9 @@ import numpy as np
 import pandas as pd
 import pyro
 import torch
+import torch.distributed as dist
 
+from pyrocausal.inference import distributed
 from pyrocausal.inference.svi import SVIHistory, SVITrainer
 from pyrocausal.models.baselines import BetaVAE, ConditionalVAE
 from pyrocausal.models.crl_base import CRLModel, mask_labels
@@ -127,6 +129,8 @@ def train_crl(
     progress: bool = True,
     cache_dir: str | os.PathLike | None = None,
     dataset_options: Mapping[str, Any] | None = None,
+    strategy: str | None = None,
+    devices: int | None = None,
     **model_kwargs: Any,
 ) -> CRLRun:
     """Train a causal representation model on an image data set.
@@ -153,6 +157,11 @@ def train_crl(
         progress: Progress bars.
         cache_dir: Data set cache directory.
         dataset_options: Constructor arguments of the data set (recorded for evaluation).
+        strategy: ``"ddp"``: data-parallel training (see
+            :class:`~pyrocausal.inference.SVITrainer`); under ``torchrun`` every process
+            runs this function and only rank 0 writes the files.
+        devices: Number of processes (one GPU each on CUDA), spawned here when ``>= 2``;
+            each takes ``batch_size`` images a step.
         **model_kwargs: Passed to the model's constructor.
     """
     if model not in CRL_MODELS:
@@ -178,6 +187,8 @@ def train_crl(
         keep_best=True,
         spike_rollback=spike_rollback,
         progress=progress,
+        strategy=strategy,
+        devices=devices,
     )
     out = Path(out_dir) if out_dir is not None else None
     checkpoint = out / "checkpoint.pt" if out is not None else None
@@ -192,6 +203,7 @@ def train_crl(
         "dataset_options": options,
         "epochs": epochs,
         "batch_size": batch_size,
+        "processes": devices or (dist.get_world_size() if dist.is_initialized() else 1),
         "lr": lr,
         "seed": seed,
         "train_size": len(data),
@@ -206,7 +218,7 @@ def train_crl(
         "final_loss": history.records[-1]["loss"] if history.records else math.nan,
         "best_epoch": history.best_epoch,
     }
-    if out is not None:
+    if out is not None and distributed.is_main_process():
         out.mkdir(parents=True, exist_ok=True)
         net.save(out / "model.pt")
         # Again, so that the checkpoint's model carries the metadata (and a β-VAE's read-out,

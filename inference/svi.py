@@ -12,6 +12,9 @@ take the batch's tensors as positional arguments and the scheduled weights as ke
   continues bit for bit where the saved one stopped (on CPU).
 * A non-finite loss raises :class:`~pyrocausal.inference.errors.TrainingDivergedError` before
   the optimizer step, so the parameters keep their last finite values.
+* ``strategy="ddp"``, ``devices=N``: data-parallel training on ``N`` processes or GPUs with
+  DDP (:mod:`~pyrocausal.inference.distributed`); the loss is summed over the replicas
+  before the NaN stop, so all of them stop together.
 
 Example:
     >>> import pyro, pyro.distributions as dist, torch
@@ -36,6 +39,7 @@ from __future__ import annotations
 __all__ = ["Constant", "LinearWarmup", "SVIHistory", "SVITrainer"]
 
 import copy
+import math
 import os
 import random
 import time
@@ -52,6 +56,7 @@ import torch
 from pyro.infer import ELBO, TraceMeanField_ELBO
 from torch import Tensor, nn
 
+from pyrocausal.inference import distributed
 from pyrocausal.inference.devices import resolve_device
 from pyrocausal.inference.errors import TrainingDivergedError
 from pyrocausal.progress import progress_bar, update_postfix
@@ -176,7 +181,18 @@ class SVITrainer:
             ending at lr 1.25e-4, where restoring the moments gives one rollback and lr 1e-3).
         spike_lr_factor: Learning-rate multiplier applied at each rollback.
         progress: Show a progress bar (``False`` hides it; the global switch
-            :func:`pyrocausal.set_progress` can hide it too).
+            :func:`pyrocausal.set_progress` can hide it too); rank 0's only, when several
+            processes train.
+        strategy: ``"ddp"`` for data-parallel training with
+            :class:`~torch.nn.parallel.DistributedDataParallel` (``None``: one process, or
+            ``devices`` processes when ``devices > 1``).
+        devices: Number of processes (one GPU each on CUDA). ``N >= 2``: :meth:`fit` spawns
+            ``N`` replicas, each stepping through its shard of every epoch's permutation
+            with ``batch_size`` units a step (a step sees ``N * batch_size`` units in all),
+            and loads rank 0's final state into this trainer. Under ``torchrun`` leave it
+            out: ``strategy="ddp"`` joins the launcher's group. ``module``, ``loss``,
+            ``schedules`` and ``fit``'s ``eval_fn`` must then be picklable. The ELBO's
+            Monte-Carlo draws are seeded ``seed + rank``; ``eval_fn`` runs on rank 0 only.
     """
 
     def __init__(
@@ -194,7 +210,10 @@ class SVITrainer:
         spike_rollback: float | None = None,
         spike_lr_factor: float = 0.5,
         progress: bool = True,
+        strategy: str | None = None,
+        devices: int | None = None,
     ) -> None:
+        distributed.processes(strategy, devices)  # validates both now, not at fit time
         if spike_rollback is not None and not spike_rollback > 1.0:
             raise ValueError(f"spike_rollback must be greater than 1, got {spike_rollback}")
         if not 0.0 < spike_lr_factor <= 1.0:
@@ -212,6 +231,12 @@ class SVITrainer:
         self.spike_lr_factor = spike_lr_factor
         self._best: dict[str, Any] | None = None  # epoch, loss and weights (keep_best)
         self.progress = progress
+        self.strategy = strategy
+        self.devices = devices
+        self._replica: distributed.Replica | None = None  # set while a replica fits
+        # Every replica's random state at the end of the last epoch of a several-process fit
+        # (``None`` once one process trains on): what a checkpoint needs to resume the group.
+        self._replica_rng: list[Any] | None = None
         self.epoch = 0
         self.history = SVIHistory()
         self._generator = torch.Generator().manual_seed(self.seed)
@@ -226,6 +251,8 @@ class SVITrainer:
         with warnings.catch_warnings():
             # A NaN loss is turned into TrainingDivergedError below, with a clearer message.
             warnings.filterwarnings("ignore", message="Encountered NaN", category=UserWarning)
+            if self._replica is not None:  # DDP's call, whose backward averages gradients
+                return self._ddp(*batch, **weights)
             loss = self.loss.differentiable_loss(
                 self.module.model, self.module.guide, *batch, **weights
             )
@@ -258,19 +285,71 @@ class SVITrainer:
             eval_fn: Called with the module after each epoch; its metrics join the history.
 
         Raises:
-            TrainingDivergedError: The loss became NaN or infinite.
+            TrainingDivergedError: The loss became NaN or infinite (on any replica).
         """
+        options = dict(
+            batch_size=batch_size,
+            checkpoint=checkpoint,
+            checkpoint_every=checkpoint_every,
+            resume=resume,
+            eval_fn=eval_fn,
+        )
+        count = distributed.processes(self.strategy, self.devices)
+        if count > 1:  # spawn the replicas; this trainer takes rank 0's final state
+            replica = copy.copy(self)
+            replica.strategy, replica.devices = "ddp", None
+            state = distributed.launch(
+                _fit_replica, replica, data, epochs, options, devices=count, device=self.device
+            )
+            self.load_state_dict(state)
+            self.module.eval()
+            return self.history
+        if count == 0:
+            with pyro.settings.context(module_local_params=True):
+                return self._fit_as_replica(data, epochs, **options)
+        return self._fit(data, epochs, **options)
+
+    def _fit_as_replica(self, data: Any, epochs: int, **options: Any) -> SVIHistory:
+        """The fit of one replica of a process group (see :mod:`.distributed`)."""
+        self.device = distributed.local_device(self.device)
+        self.module.to(self.device)
+        self._replica = distributed.join(self.device)
+        self._ddp = distributed.wrap(_ELBOModule(self.module, self.loss), self.device)
+        try:
+            return self._fit(data, epochs, **options)
+        finally:
+            self._replica = None
+            del self._ddp
+
+    def _fit(
+        self,
+        data: Any,
+        epochs: int,
+        *,
+        batch_size: int,
+        checkpoint: str | os.PathLike | None,
+        checkpoint_every: int,
+        resume: bool,
+        eval_fn: Callable[[nn.Module], Mapping[str, float]] | None,
+    ) -> SVIHistory:
         if resume and checkpoint is not None and Path(checkpoint).exists():
             self.load(checkpoint)
+        replica = self._replica
+        rank, size = replica if replica is not None else (0, 1)
         if self.epoch == 0:
-            pyro.set_rng_seed(self.seed)
-            self._generator.manual_seed(self.seed)
+            pyro.set_rng_seed(self.seed + rank)  # each replica its own Monte-Carlo draws
+            self._generator.manual_seed(self.seed)  # and all of them the same permutation
         n = _length(data)
         if n == 0:
             raise ValueError("no training data")
+        main = rank == 0
         self.module.train()
         bar = progress_bar(
-            total=epochs, initial=self.epoch, enabled=self.progress, unit="epoch", desc="SVI"
+            total=epochs,
+            initial=self.epoch,
+            enabled=self.progress and main,
+            unit="epoch",
+            desc="SVI",
         )
         try:
             for epoch in range(self.epoch, epochs):
@@ -281,36 +360,35 @@ class SVITrainer:
                     else None
                 )
                 order = torch.randperm(n, generator=self._generator)
+                if replica is not None:
+                    order = distributed.shard(order, rank, size)
                 start_time = time.perf_counter()
                 total = 0.0
-                for step, start in enumerate(range(0, n, batch_size)):
+                for step, start in enumerate(range(0, len(order), batch_size)):
                     index = order[start : start + batch_size]
                     batch = [t.to(self.device) for t in _take(data, index)]
-                    try:
-                        loss = self.batch_loss(batch, weights)
-                    except ValueError as error:
-                        # Pyro's validation rejects NaN/inf distribution parameters before a
-                        # loss exists; report it as the divergence it is.
-                        if "invalid values" not in str(error):
-                            raise
-                        raise self._diverged("non-finite values", epoch, step) from error
-                    if not torch.isfinite(loss):
-                        raise self._diverged(f"the value {loss.item()}", epoch, step)
+                    if replica is None:
+                        loss = self._step_loss(batch, weights, epoch, step)
+                        if not torch.isfinite(loss):
+                            raise self._diverged(f"the value {loss.item()}", epoch, step)
+                        value = loss.item()
+                    else:
+                        loss, value = self._replica_loss(batch, weights, epoch, step)
                     self.optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     if self.grad_clip is not None:
                         nn.utils.clip_grad_norm_(self.module.parameters(), self.grad_clip)
                     self.optimizer.step()
-                    total += loss.item() * index.numel()
+                    total += value * index.numel() * size
                     if step % 10 == 0 and not bar.disable:
-                        update_postfix(bar, loss=f"{loss.item():.4g}", step=step + 1)
+                        update_postfix(bar, loss=f"{value:.4g}", step=step + 1)
                 record = {
                     "epoch": epoch + 1,
-                    "loss": total / n,
+                    "loss": total / (len(order) * size),
                     "seconds": time.perf_counter() - start_time,
                     **weights,
                 }
-                if eval_fn is not None:
+                if eval_fn is not None and main:
                     self.module.eval()
                     with torch.no_grad():
                         metrics = eval_fn(self.module)
@@ -323,6 +401,8 @@ class SVITrainer:
                     record["lr"] = self.lr
                 self.history.records.append(record)
                 self.epoch = epoch + 1
+                if replica is None:
+                    self._replica_rng = None  # the replicas' states are of an earlier epoch
                 kept = not record.get("rolled_back", False)
                 if self.keep_best and kept and weights == self.weights(epochs - 1):
                     if self._best is None or record["loss"] < self._best["loss"]:
@@ -335,17 +415,59 @@ class SVITrainer:
                 bar.update(1)
                 last = self.epoch == epochs
                 if checkpoint is not None and (last or self.epoch % checkpoint_every == 0):
-                    self.save(checkpoint)
+                    self._checkpoint(checkpoint)
             if self.keep_best and self._best is not None and self.epoch == epochs:
                 self.history.best_epoch = int(self._best["epoch"])
                 if self._best["epoch"] != self.epoch:
                     self.module.load_state_dict(self._best["module"])
                     if checkpoint is not None:
-                        self.save(checkpoint)
+                        self._checkpoint(checkpoint)
         finally:
             bar.close()
             self.module.eval()
         return self.history
+
+    def _step_loss(
+        self, batch: Sequence[Tensor], weights: Mapping[str, float], epoch: int, step: int
+    ) -> Tensor:
+        try:
+            return self.batch_loss(batch, weights)
+        except ValueError as error:
+            # Pyro's validation rejects NaN/inf distribution parameters before a loss
+            # exists; report it as the divergence it is.
+            if "invalid values" not in str(error):
+                raise
+            raise self._diverged("non-finite values", epoch, step) from error
+
+    def _replica_loss(
+        self, batch: Sequence[Tensor], weights: Mapping[str, float], epoch: int, step: int
+    ) -> tuple[Tensor, float]:
+        """This replica's loss and the mean over all replicas, checked before any backward
+        pass: a NaN on one replica stops every replica at the same step."""
+        try:
+            loss = self.batch_loss(batch, weights)
+            local = loss.detach()
+        except ValueError as error:
+            if "invalid values" not in str(error):
+                raise
+            loss, local = None, torch.tensor(math.nan, device=self.device)
+        assert self._replica is not None
+        mean = float(distributed.all_sum(local.reshape(1).float())) / self._replica.size
+        if loss is None or not math.isfinite(mean):
+            where = "non-finite values" if loss is None else f"the value {local.item()}"
+            if loss is not None and math.isfinite(local.item()):
+                where = "non-finite values on another replica (process)"
+            raise self._diverged(where, epoch, step)
+        return loss, mean
+
+    def _checkpoint(self, path: str | os.PathLike) -> None:
+        """Save from rank 0, with every replica's random state (a collective call)."""
+        if self._replica is None:
+            self.save(path)
+            return
+        self._replica_rng = distributed.gather(_rng_state())
+        if self._replica.rank == 0:
+            self.save(path)
 
     def _is_spike(self, loss: float) -> bool:
         """Whether an epoch's mean ``loss`` is a spike against the last epoch that was kept."""
@@ -389,6 +511,8 @@ class SVITrainer:
             "generator": self._generator.get_state(),
             "best": self._best,
         }
+        if self._replica_rng is not None:
+            state["replica_rng"] = self._replica_rng
         to_blob = getattr(self.module, "to_blob", None)
         if callable(to_blob):
             try:
@@ -398,7 +522,12 @@ class SVITrainer:
         return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore a state from :meth:`state_dict` (the module must have the same layout)."""
+        """Restore a state from :meth:`state_dict` (the module must have the same layout).
+
+        A checkpoint of ``N`` replicas holds rank 0's random state in ``"rng"`` (what one
+        process resumes with) and all of them in ``"replica_rng"``: replicas of a group of the
+        same size resume with their own, so the resumed fit continues exactly.
+        """
         if state.get("format") != _FORMAT:
             raise ValueError("not an SVITrainer checkpoint")
         self.module.load_state_dict(state["module"])
@@ -407,8 +536,13 @@ class SVITrainer:
         self.seed = int(state["seed"])
         self.history = SVIHistory([dict(r) for r in state["history"]])
         self._generator.set_state(state["generator"])
-        _set_rng_state(state["rng"])
+        rng = state["rng"]
+        replica_rng = state.get("replica_rng")
+        if self._replica is not None and replica_rng and len(replica_rng) == self._replica.size:
+            rng = replica_rng[self._replica.rank]
+        _set_rng_state(rng)
         self._best = state.get("best")  # absent from checkpoints of earlier versions
+        self._replica_rng = replica_rng
         self.lr = float(self.optimizer.param_groups[0]["lr"])
 
     def save(self, path: str | os.PathLike) -> None:
@@ -423,6 +557,32 @@ class SVITrainer:
         """Restore the trainer from a checkpoint written by :meth:`save`."""
         state = torch.load(Path(path), map_location="cpu", weights_only=True)
         self.load_state_dict(state)
+
+
+class _ELBOModule(nn.Module):
+    """An ELBO's per-unit loss as a module that owns ``module``'s parameters, for DDP to wrap
+    (Pyro's ``ELBO.__call__`` does this for modules; here the model and guide are methods)."""
+
+    def __init__(self, module: nn.Module, elbo: ELBO) -> None:
+        super().__init__()
+        self.module = module
+        self.elbo = elbo
+
+    def forward(self, *batch: Tensor, **weights: float) -> Tensor:
+        loss = self.elbo.differentiable_loss(
+            self.module.model, self.module.guide, *batch, **weights
+        )
+        return loss / batch[0].shape[0]
+
+
+def _fit_replica(
+    trainer: SVITrainer, data: Any, epochs: int, options: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """What each spawned replica runs: the fit, then rank 0's state (with every replica's
+    random state) for the caller."""
+    trainer.fit(data, epochs, **options)
+    trainer._replica_rng = distributed.gather(_rng_state())
+    return trainer.state_dict() if distributed.is_main_process() else None
 
 
 def _cpu_state(module: nn.Module) -> dict[str, Tensor]:

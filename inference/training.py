@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from pyrocausal.inference import distributed
 from pyrocausal.inference.errors import TrainingDivergedError
 from pyrocausal.progress import progress_bar
 
@@ -127,6 +128,7 @@ def train_mle(
     progress: bool = True,
     description: str = "fit",
     loss_offset: tuple[float, float] = (0.0, 0.0),
+    strategy: str | None = None,
 ) -> History:
     """Minimise ``nll(batch)`` over the parameters of ``module`` with Adam.
 
@@ -150,6 +152,14 @@ def train_mle(
         loss_offset: Constant parts of the mean training and validation losses, added to
             the reported values: terms that no trainable parameter enters (a model's
             closed-form factors), which ``nll`` may leave out of every step.
+        strategy: ``"ddp"``: this process is one replica of a process group (started by
+            :func:`~pyrocausal.inference.distributed.launch` or ``torchrun``; see
+            :mod:`~pyrocausal.inference.distributed`). Each replica steps through its shard of
+            every epoch's permutation of ``data`` with ``batch_size`` rows a step, and the
+            gradients are averaged, so a step equals a one-process step on ``size *
+            batch_size`` rows. Every replica must pass the same ``module``, ``data``,
+            ``val_data`` and ``seed``; the validation loss is computed on all of ``val_data``
+            by each, so every replica stops early at the same epoch. ``None``: one process.
 
     Returns:
         The :class:`History`; ``module`` holds the weights of ``History.best_epoch``.
@@ -171,6 +181,9 @@ def train_mle(
         raise ValueError(f"epochs must be at least 1, got {epochs}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if strategy is not None and strategy not in distributed.STRATEGIES:
+        raise ValueError(f"strategy={strategy!r} is not known; choose {distributed.STRATEGIES}")
+    replica = distributed.join(data.device) if strategy is not None else None
     generator = torch.Generator(device="cpu")
     generator.manual_seed(seed if seed is not None else int(torch.randint(2**31, ()).item()))
 
@@ -179,7 +192,14 @@ def train_mle(
 
     params = [p for p in module.parameters() if p.requires_grad]
     optimizer = _adam(params, lr=lr, weight_decay=weight_decay)
-    steps_per_epoch = math.ceil(train.shape[0] / batch_size)
+    n_rows = train.shape[0] if replica is None else -(-train.shape[0] // replica.size)
+    steps_per_epoch = math.ceil(n_rows / batch_size)
+    # A replica calls its loss through DDP, whose backward pass averages the gradients.
+    step_loss = (
+        nll
+        if replica is None
+        else distributed.wrap(_Objective(module, nll), data.device, static=True)
+    )
     scheduler = (
         torch.optim.lr_scheduler.CosineAnnealingLR(
             optimizer, T_max=epochs * steps_per_epoch, eta_min=lr * 0.01
@@ -193,15 +213,19 @@ def train_mle(
     best_state = _snapshot(module)
     since_best = 0
     start = time.perf_counter()
-    bar = progress_bar(range(epochs), enabled=progress, desc=description, leave=False)
+    show = progress and distributed.is_main_process()
+    bar = progress_bar(range(epochs), enabled=show, desc=description, leave=False)
     module.train()
     for epoch in bar:
-        order = torch.randperm(train.shape[0], generator=generator).to(data.device)
+        order = torch.randperm(train.shape[0], generator=generator)
+        if replica is not None:
+            order = distributed.shard(order, *replica)
+        order = order.to(data.device)
         losses: list[Tensor] = []
         epoch_start = _snapshot(module)
         for step in range(steps_per_epoch):
             batch = train[order[step * batch_size : (step + 1) * batch_size]]
-            loss = nll(batch)
+            loss = step_loss(batch)
             for p in params:  # zero_grad(set_to_none=True), without the optimizer's overhead
                 p.grad = None
             loss.backward()
@@ -213,17 +237,27 @@ def train_mle(
         # non-finite step spoils the weights after it, and the epoch's start is restored.
         values = torch.stack(losses)
         finite = torch.isfinite(values)
-        if not bool(finite.all()):
-            step = int((~finite).nonzero()[0, 0])
-            module.load_state_dict(best_state if n_val and history.loss else epoch_start)
-            raise TrainingDivergedError(
-                f"the training loss became {values[step].item()} at epoch {epoch}, step {step}; "
-                "training stopped and the last finite weights were kept. Try a smaller "
-                "learning rate (lr), fewer flow layers, or check the data for outliers."
-            )
         sizes = torch.full_like(values, float(batch_size))
-        sizes[-1] = train.shape[0] - batch_size * (steps_per_epoch - 1)
-        history.loss.append(float((values * sizes).sum()) / train.shape[0] + loss_offset[0])
+        sizes[-1] = n_rows - batch_size * (steps_per_epoch - 1)
+        if replica is None:
+            bad, total, count = int((~finite).sum()), float((values * sizes).sum()), n_rows
+        else:  # one exchange an epoch: every replica then takes the same decisions
+            local = torch.stack([(~finite).sum().to(values), (values * sizes).sum()])
+            bad, total = (float(v) for v in distributed.all_sum(local))
+            count = n_rows * replica.size
+        if bad:
+            module.load_state_dict(best_state if n_val and history.loss else epoch_start)
+            if bool(finite.all()):
+                where = "on another replica (process)"
+            else:
+                step = int((~finite).nonzero()[0, 0])
+                where = f"{values[step].item()} at epoch {epoch}, step {step}"
+            raise TrainingDivergedError(
+                f"the training loss became {where}; training stopped and the last finite "
+                "weights were kept. Try a smaller learning rate (lr), fewer flow layers, or "
+                "check the data for outliers."
+            )
+        history.loss.append(total / count + loss_offset[0])
         history.lr.append(optimizer.param_groups[0]["lr"])
         if n_val:
             with torch.no_grad():
@@ -255,6 +289,18 @@ def train_mle(
     module.eval()
     history.seconds = time.perf_counter() - start
     return history
+
+
+class _Objective(nn.Module):
+    """``nll`` as a module that owns ``module``'s parameters, for DDP to wrap."""
+
+    def __init__(self, module: nn.Module, nll: Callable[[Tensor], Tensor]) -> None:
+        super().__init__()
+        self.module = module
+        self.nll = nll
+
+    def forward(self, batch: Tensor) -> Tensor:
+        return self.nll(batch)
 
 
 def _snapshot(module: nn.Module) -> dict[str, Tensor]:

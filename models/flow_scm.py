@@ -24,6 +24,7 @@ from torch.distributions import Independent, Normal, constraints
 from torch.distributions.transforms import Transform
 
 from pyrocausal.graph import CausalGraph, GraphError
+from pyrocausal.inference import distributed
 from pyrocausal.inference.counterfactual import noise_site, reparam_noise, replay_counterfactual
 from pyrocausal.inference.devices import resolve_device
 from pyrocausal.inference.training import History, split_holdout, train_mle
@@ -326,6 +327,8 @@ class SCM(nn.Module):
         cosine: bool = True,
         seed: int | None = None,
         num_threads: int | None = 1,
+        strategy: str | None = None,
+        devices: int | None = None,
     ) -> History:
         """Fit every mechanism by maximum likelihood on fully observed rows.
 
@@ -350,6 +353,14 @@ class SCM(nn.Module):
                 networks are small, and on a CPU one thread is fastest (several threads
                 were seen to slow small steps by orders of magnitude). ``None`` keeps
                 torch's setting.
+            strategy: ``"ddp"``: data-parallel training with DDP (see
+                :mod:`~pyrocausal.inference.distributed`): every process prepares the same
+                split, standardization and mechanism choice, then trains on its shard of the
+                rows, ``batch_size`` rows a step (``devices * batch_size`` rows a step in all).
+                Under ``torchrun`` pass it without ``devices``. Fully observed graphs only.
+            devices: Number of processes (one GPU each on CUDA); ``N >= 2`` spawns them here,
+                and this model ends up fitted as by a one-process fit (``seed=None`` draws
+                one seed here for all of them).
 
         Returns:
             The per-epoch :class:`~pyrocausal.inference.History`.
@@ -367,12 +378,46 @@ class SCM(nn.Module):
               x1              linear
               x2 <- x1        linear
               x3 <- x1, x2    linear
+
+        Several processes (two on a CPU, over ``gloo``; in a script, under
+        ``if __name__ == "__main__":``)::
+
+            history = scm.fit(df, epochs=50, batch_size=256, devices=2, seed=0)
         """
         frame = check_frame(data, self.graph.observed)
+        count = distributed.processes(strategy, devices)
+        if count != 1 and self.graph.latent:
+            raise ValueError(
+                f"strategy={strategy!r}, devices={devices!r}: data-parallel fits support fully "
+                f"observed graphs; latent node(s) {list(self.graph.latent)} are fitted by "
+                "SVI in one process (leave strategy and devices out)"
+            )
+        if count > 1:  # spawn the replicas; this model takes rank 0's fit
+            if seed is None:
+                seed = int(torch.randint(2**31, ()))
+            options = dict(epochs=epochs, batch_size=batch_size, lr=lr, device=device,
+                           progress=progress, val_fraction=val_fraction, patience=patience,
+                           weight_decay=weight_decay, cosine=cosine, seed=seed,
+                           num_threads=num_threads, strategy="ddp")  # fmt: skip
+            fitted, history = distributed.launch(
+                _fit_replica, self, frame, options, devices=count, device=device
+            )
+            self._adopt(fitted, resolve_device(device))
+            return history
         cpu = resolve_device(device).type == "cpu"
         with _torch_threads(num_threads if cpu else None):
             return self._fit(frame, epochs, batch_size, lr, device, progress, val_fraction,
-                             patience, weight_decay, cosine, seed)  # fmt: skip
+                             patience, weight_decay, cosine, seed,
+                             "ddp" if count == 0 else None)  # fmt: skip
+
+    def _adopt(self, fitted: SCM, device: torch.device) -> None:
+        """Take the mechanisms, selection and weights of ``fitted`` (a replica's fit)."""
+        self.mechanisms, self.selection = fitted.mechanisms, fitted.selection
+        self._groups, self._slot = fitted._groups, fitted._slot
+        self.stacks = fitted.stacks
+        for name in ("loc", "scale", "fitted"):
+            getattr(self, name).copy_(getattr(fitted, name))
+        self.to(device)
 
     def _fit(
         self,
@@ -387,6 +432,7 @@ class SCM(nn.Module):
         weight_decay: float,
         cosine: bool,
         seed: int | None,
+        strategy: str | None = None,
     ) -> History:
         flat = [c for c in frame.columns if frame[c].std() == 0.0 or len(frame) < 2]
         if flat:
@@ -401,6 +447,10 @@ class SCM(nn.Module):
                               patience=patience, weight_decay=weight_decay, cosine=cosine,
                               seed=seed)  # fmt: skip
         dev = resolve_device(device)
+        if strategy is not None:  # a replica: its own GPU, and the same seed as every other
+            dev = distributed.local_device(dev)
+            distributed.join(dev)
+            seed = distributed.agree(seed if seed is not None else int(torch.randint(2**31, ())))
         if seed is not None:
             torch.manual_seed(seed)
         self._reset_parameters()  # every fit starts afresh
@@ -423,6 +473,7 @@ class SCM(nn.Module):
             cosine=cosine,
             seed=seed,
             progress=progress,
+            strategy=strategy,
         )
         if self.auto is not None:  # builds, starts and pilots the stacks itself
             pilot = max(1, round(epochs * self.auto.pilot_fraction))
@@ -1188,6 +1239,14 @@ class InterventionalSCM:
 
     def __repr__(self) -> str:
         return f"InterventionalSCM(do={self.intervention!r})"
+
+
+def _fit_replica(
+    scm: SCM, frame: pd.DataFrame, options: Mapping[str, Any]
+) -> tuple[SCM, History] | None:
+    """What each spawned replica runs: the fit, then rank 0's model (on the CPU) and history."""
+    history = scm.fit(frame, **options)
+    return (scm.cpu(), history) if distributed.is_main_process() else None
 
 
 @contextlib.contextmanager

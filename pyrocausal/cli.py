@@ -3,6 +3,10 @@
 Subcommands: ``demo`` (the main job, on a built-in data set), ``generate`` (data from a
 built-in SCM), ``fit``, ``sample``, ``do``, ``counterfactual``, ``ate``, ``check`` (the
 evaluation report of a fitted SCM on held-out rows), ``scms``.
+
+``fit`` and ``train`` train on several processes or GPUs with ``--devices N`` (spawned from
+this command), or under ``torchrun --nproc-per-node N -m pyrocausal ...`` (each process joins
+the launcher's group; only rank 0 prints and writes files).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ __all__ = ["build_parser", "main", "parse_assignments", "read_graph"]
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -100,6 +105,23 @@ def _load(path: str, device: str):  # noqa: ANN202
     return SCM.load(path, device=device)
 
 
+def _parallel(args: argparse.Namespace) -> dict[str, object]:
+    """The trainers' ``strategy`` and ``devices``: DDP under a launcher (torchrun) or when
+    ``--devices N`` asks for several processes; one process otherwise."""
+    from pyrocausal.inference.distributed import processes
+
+    launched = all(v in os.environ for v in ("RANK", "WORLD_SIZE", "MASTER_ADDR"))
+    strategy = "ddp" if launched or (args.devices or 1) > 1 else None
+    processes(strategy, args.devices)  # a clear error for a bad --devices, before any work
+    return {"strategy": strategy, "devices": args.devices}
+
+
+def _main_process() -> bool:
+    from pyrocausal.inference.distributed import is_main_process
+
+    return is_main_process()
+
+
 # ---------------------------------------------------------------- subcommands
 def cmd_fit(args: argparse.Namespace) -> None:
     from pyrocausal.graph import CausalGraph
@@ -118,7 +140,10 @@ def cmd_fit(args: argparse.Namespace) -> None:
         device=args.device,
         progress=not args.quiet,
         seed=args.seed,
+        **_parallel(args),
     )
+    if not _main_process():
+        return
     scm.save(args.output)
     best = history.val_loss[history.best_epoch] if history.val_loss else history.loss[-1]
     print(f"fitted {len(history)} epochs in {history.seconds:.1f} s, held-out NLL {best:.4f}")
@@ -250,8 +275,11 @@ def cmd_train(args: argparse.Namespace) -> None:
         spike_rollback=args.spike_rollback or None,
         out_dir=args.out or f"out/{args.model}-{args.dataset}",
         resume=args.resume,
+        **_parallel(args),
         **({} if args.abduction is None else {"abduction": args.abduction}),
     )
+    if not _main_process():
+        return
     print(f"trained {args.model} on {args.dataset}: {run.seconds_per_epoch:.1f} s/epoch")
     print(f"wrote {run.out_dir}/model.pt, checkpoint.pt and history.json")
 
@@ -370,6 +398,17 @@ def _query_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _devices_option(p: argparse.ArgumentParser, units: str) -> None:
+    p.add_argument(
+        "--devices",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"train on N processes (GPUs with --device cuda) with DDP, each taking "
+        f"--batch-size {units} a step; under torchrun leave it out",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``pyrocausal`` command."""
     parser = argparse.ArgumentParser(
@@ -412,6 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _devices_option(p, "rows")
     common(p)
     p.set_defaults(func=cmd_fit)
 
@@ -496,6 +536,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="resume from OUT/checkpoint.pt")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    _devices_option(p, "images")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="metrics and image grids of a trained model")
