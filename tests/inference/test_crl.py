@@ -1,4 +1,4 @@
-"""Counterfactual references of the representation evaluation (no model involved)."""
+"""Representation evaluation: counterfactual references, and the diffusion model end to end."""
 
 import numpy as np
 import pytest
