@@ -26,7 +26,8 @@ Diffusion Probabilistic Models", ECAI 2024. With a known DAG over ``n`` factors 
 * objective (negative ELBO per image): the epsilon-prediction loss summed over pixels plus
   the weighted KL terms ``w(step) [KL(q(u | x) || N(0, I)) + sum_i KL(N(z_i, I) || N(y_i 1,
   lambda^2 I))]``, with ``w`` ramped linearly over the first ``warmup_fraction`` of the
-  epochs, starting above zero (METHODS.md §1.3: ramped 0 -> 1);
+  epochs, starting above zero (METHODS.md §1.3: ramped 0 -> 1). ``lambda = 0.1``: the
+  paper's 1 halves the latents (see :class:`CausalDiffAE`);
 * weak supervision in the style of classifier-free guidance: units without labels (``NaN``
   codes) have no supervision term; during training each unit's condition is replaced by a
   learned null condition with probability ``p_uncond``; queries use
@@ -205,14 +206,23 @@ class CausalDiffAE(CRLModel):
         warmup_fraction: Fraction of the epochs over which the KL weights ramp up.
         **kwargs: See :class:`~pyrocausal.models.crl_base.CRLModel`: ``latent_dim`` ``k``,
             ``kl_weight`` (default 1, the paper's), ``supervision_weight`` (1),
-            ``prior_scale`` ``lambda`` (default 1, the paper's: the epsilon loss is tens of
-            nats per image, not the thousands of a pixel likelihood that made the VAEs need
-            0.1), ``abduction`` (default ``"latent"``).
+            ``prior_scale`` ``lambda`` (default 0.1, as the VAEs'; see below), ``abduction``
+            (default ``"latent"``).
+
+    The paper's unit-variance supervision ``KL(N(z_i, I) || N(y_i 1, I))`` at the same
+    weight as ``KL(q(u | x) || N(0, I))`` has its optimum at half the label for a root
+    (``mu = y / (1 + alpha lambda^2)``): the latents are shrunk, the model reads a unit's
+    thickness at half its scale, and an intervention at a value ``v`` moves the block twice
+    as far as the data do. Measured on Morpho (3,000 images, 6 epochs, lambda = 1): slope of
+    the model's thickness reading against the true code 0.49 (intensity 0.76), and
+    counterfactuals that overshoot (oracle MAE of the intervened thickness 0.51 pixels,
+    0.79 for no change at all; ICM-VAE 0.12). ``lambda = 0.1`` puts the optimum at
+    ``0.99 y``.
     """
 
     default_kl_weight = 1.0
     default_supervision_weight = 1.0
-    default_prior_scale = 1.0
+    default_prior_scale = 0.1
     default_abduction = "latent"
     #: Whether the factors' blocks are linked by mechanisms (``False``: :class:`DiffAE`).
     causal: bool = True

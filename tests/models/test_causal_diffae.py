@@ -55,15 +55,24 @@ def trained():
     trainer = SVITrainer(
         model, lr=3e-3, device="cpu", progress=False, schedules=model.default_schedules(10)
     )
-    history = trainer.fit((images, codes), epochs=10, batch_size=32)
-    return model.eval(), images, history
+    final = trainer.weights(9)
+
+    def loss():
+        pyro.set_rng_seed(1)  # the same (t, eps) draws and posterior samples each time
+        with torch.no_grad():
+            return trainer.batch_loss([images, codes], final).item()
+
+    before = loss()
+    trainer.fit((images, codes), epochs=10, batch_size=32)
+    return model.eval(), images, (before, loss())
 
 
 def test_training_lowers_the_loss(trained):
-    _, _, history = trained
-    # The epsilon loss starts near one nat per pixel (64; the first epoch's mean was 34) and
-    # was 8.8 after ten epochs; half of the first epoch's mean is a bound that can fail.
-    assert history.loss[-1] < 0.5 * history.loss[0], history.loss
+    _, _, (before, after) = trained
+    # At the final KL weights, on the same noise draws: measured 703 before and 311 after,
+    # of which 283 nats are the constant of the supervision KL at lambda = 0.1 (3 blocks of
+    # 2 dimensions); the bound asks for half of the measured drop.
+    assert after < before - 200, (before, after)
 
 
 def test_ddim_inversion_mirrors_decoding_exactly_for_a_state_independent_noise():
@@ -87,7 +96,7 @@ def test_inversion_and_decoding_reproduce_the_input(trained):
     torch.manual_seed(1)
     fresh = model.decode(torch.randn_like(x), model.encode(x), num_inference_steps=20)
     fresh_mse = ((fresh - x) ** 2).mean().item()
-    # Measured: MSE 0.0016 after inversion (the images' own pixel variance is 0.056), 0.34
+    # Measured: MSE 0.0025 after inversion (the images' own pixel variance is 0.056), 0.28
     # when decoding the same latents from fresh noise (ten epochs are not enough to sample
     # well; inversion does not need it). Bounds: 0.005, and a tenth of the fresh-noise error.
     assert mse < 0.005, mse
