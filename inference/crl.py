@@ -31,6 +31,7 @@ __all__ = [
     "evaluate_crl",
     "load_image_split",
     "save_counterfactual_grid",
+    "save_guidance_grid",
     "save_intervention_grid",
     "summarize",
     "train_crl",
@@ -54,6 +55,7 @@ import torch.distributed as dist
 from pyrocausal.inference import distributed
 from pyrocausal.inference.svi import SVIHistory, SVITrainer
 from pyrocausal.models.baselines import BetaVAE, ConditionalVAE
+from pyrocausal.models.causal_diffae import CausalDiffAE, DiffAE
 from pyrocausal.models.crl_base import CRLModel, mask_labels
 from pyrocausal.models.icm_vae import ICMVAE
 from pyrocausal.models.networks import count_parameters
@@ -65,6 +67,8 @@ CRL_MODELS: dict[str, type[CRLModel]] = {
     "icm-vae": ICMVAE,
     "beta-vae": BetaVAE,
     "cvae": ConditionalVAE,
+    "causal-diffae": CausalDiffAE,
+    "diffae": DiffAE,
 }
 
 _QUERY_BATCH = 256
@@ -117,7 +121,7 @@ def train_crl(
     batch_size: int = 64,
     lr: float = 1e-3,
     latent_dim: int = 4,
-    networks: str = "conv",
+    networks: str | None = None,
     missing_labels: float = 0.0,
     train_size: int | None = None,
     seed: int = 0,
@@ -137,13 +141,14 @@ def train_crl(
 
     Arguments:
         model: A key of :data:`CRL_MODELS` (``"icm-vae"``, ``"scm-vae"``, ``"beta-vae"``,
-            ``"cvae"``).
+            ``"cvae"``, ``"causal-diffae"``, ``"diffae"``).
         dataset: ``"pendulum"``, ``"flow"`` or ``"morpho"``.
         epochs: Training epochs (the model's annealing schedules scale with them).
         batch_size: Images per SVI step.
         lr: Adam learning rate.
         latent_dim: Size of each factor's latent block.
-        networks: Encoder/decoder preset (``"conv"`` or ``"paper-mlp"``).
+        networks: Encoder/decoder preset (``"conv"`` or ``"paper-mlp"``; default: the
+            model's own, ``"conv"`` for the VAEs; the diffusion models build their own).
         missing_labels: Fraction of training units whose labels are hidden (weak supervision).
         train_size: Train on a seeded random subset of this many units (default: all).
         seed: Seeds the subset, the label mask, the initialization and the training.
@@ -174,9 +179,9 @@ def train_crl(
         labels = mask_labels(data.labels, missing_labels, seed)
         data = ImageData(data.images, data.factors, labels, data.dataset, data.split)
     pyro.set_rng_seed(seed)
-    net = CRL_MODELS[model].from_dataset(
-        data.dataset, latent_dim=latent_dim, networks=networks, **model_kwargs
-    )
+    if networks is not None:
+        model_kwargs["networks"] = networks
+    net = CRL_MODELS[model].from_dataset(data.dataset, latent_dim=latent_dim, **model_kwargs)
     trainer = SVITrainer(
         net,
         lr=lr,
@@ -208,7 +213,7 @@ def train_crl(
         "seed": seed,
         "train_size": len(data),
         "missing_labels": missing_labels,
-        "networks": networks,
+        "networks": net.config().get("networks"),
         "parameters": count_parameters(net),
         "device": str(trainer.device),
         "grad_clip": grad_clip,
@@ -388,6 +393,10 @@ def evaluate_crl(
         if grids:
             save_counterfactual_grid(images[:8], examples, out / "counterfactuals.png")
             save_intervention_grid(model, ds, images[:6], factors, out / "interventions.png")
+            if hasattr(model, "guidance") and interventions:
+                root = next(iter(interventions))
+                values = next(_root_interventions(test, seed))[1][:6]
+                save_guidance_grid(model, images[:6], {root: values}, out / "guidance.png")
     return results
 
 
@@ -550,6 +559,35 @@ def save_intervention_grid(
                 axes[i, base + q + 1].imshow(cf[i])
                 axes[i, base + q + 1].set_axis_off()
             axes[0, base + q + 1].set_title(f"{name}\n={value:.3g}", fontsize=5)
+    fig.tight_layout()
+    fig.savefig(Path(path), dpi=120)
+
+
+def save_guidance_grid(
+    model: Any,
+    images: torch.Tensor,
+    intervention: Mapping[str, Any],
+    path: str | os.PathLike,
+    weights: Sequence[float] = (0.0, 0.5, 1.0, 2.0, 3.0),
+) -> None:
+    """Rows: units; columns: factual, then the counterfactual under ``intervention`` at each
+    guidance weight ``w`` (a diffusion model's ``counterfactual(..., w=...)``)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    n = len(images)
+    panels = [_to_rgb(images)]
+    panels += [_to_rgb(model.counterfactual(images, intervention, w=w).images) for w in weights]
+    titles = ["factual", *(f"w={w:g}" for w in weights)]
+    fig = Figure(figsize=(1.2 * len(panels), 1.2 * n + 0.4))
+    axes = fig.subplots(n, len(panels), squeeze=False)
+    for j, (panel, title) in enumerate(zip(panels, titles, strict=True)):
+        for i in range(n):
+            axes[i, j].imshow(panel[i])
+            axes[i, j].set_axis_off()
+        axes[0, j].set_title(title, fontsize=6)
     fig.tight_layout()
     fig.savefig(Path(path), dpi=120)
 

@@ -1,6 +1,7 @@
 """Generative models built on the pyrocausal core (shipped as ``pyrocausal.models``)."""
 
 from pyrocausal.models.baselines import BetaVAE, ConditionalVAE
+from pyrocausal.models.causal_diffae import CausalDiffAE, DiffAE
 from pyrocausal.models.crl_base import CRLModel, CRLQuery, mask_labels
 from pyrocausal.models.ensemble import SCMEnsemble
 from pyrocausal.models.flow_scm import SCM, InterventionalSCM
@@ -14,9 +15,11 @@ __all__ = [
     "SCM",
     "SCMVAE",
     "BetaVAE",
+    "CausalDiffAE",
     "CRLModel",
     "CRLQuery",
     "ConditionalVAE",
+    "DiffAE",
     "InterventionalSCM",
     "SCMEnsemble",
     "conv_networks",

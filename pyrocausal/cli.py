@@ -261,14 +261,21 @@ def cmd_generate(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     from pyrocausal.inference.crl import train_crl
 
+    extra: dict = {} if args.abduction is None else {"abduction": args.abduction}
+    if args.p_uncond is not None:
+        extra["p_uncond"] = args.p_uncond
+    if args.num_inference_steps is not None:
+        extra["num_inference_steps"] = args.num_inference_steps
+    missing = args.missing_labels if args.label_fraction is None else 1.0 - args.label_fraction
     run = train_crl(
         args.model,
         args.dataset,
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
+        latent_dim=args.latent_dim,
         networks=args.networks,
-        missing_labels=args.missing_labels,
+        missing_labels=missing,
         train_size=args.train_size,
         seed=args.seed,
         device=args.device,
@@ -276,7 +283,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         out_dir=args.out or f"out/{args.model}-{args.dataset}",
         resume=args.resume,
         **_parallel(args),
-        **({} if args.abduction is None else {"abduction": args.abduction}),
+        **extra,
     )
     if not _main_process():
         return
@@ -286,15 +293,19 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from pyrocausal.inference.crl import evaluate_crl
+    from pyrocausal.models.crl_base import CRLModel
 
     out = args.out or str(Path(args.checkpoint).parent / "evaluation")
+    model = CRLModel.load(args.checkpoint)
+    if args.num_inference_steps is not None and hasattr(model, "num_inference_steps"):
+        model.num_inference_steps = args.num_inference_steps
     metrics = evaluate_crl(
-        args.checkpoint, out, test_size=args.test_size, oracle=args.oracle, seed=args.seed,
+        model, out, test_size=args.test_size, oracle=args.oracle, seed=args.seed,
         device=args.device, oracle_size=args.oracle_size, oracle_epochs=args.oracle_epochs,
     )  # fmt: skip
     flat = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
     print(json.dumps(flat, indent=2))
-    print(f"wrote {out}/metrics.json, counterfactuals.png and interventions.png")
+    print(f"wrote {out}/metrics.json, counterfactuals.png and interventions.png (and guidance.png)")
 
 
 def cmd_scms(args: argparse.Namespace) -> None:
@@ -512,12 +523,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_scms)
 
     p = sub.add_parser("train", help="train a causal representation model on images")
-    p.add_argument("model", choices=["icm-vae", "scm-vae", "beta-vae", "cvae"])
+    p.add_argument(
+        "model", choices=["icm-vae", "scm-vae", "beta-vae", "cvae", "causal-diffae", "diffae"]
+    )
     p.add_argument("--dataset", default="pendulum", choices=["pendulum", "flow", "morpho"])
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--networks", default="conv", help="conv (default) or paper-mlp")
+    p.add_argument(
+        "--networks", default=None, help="conv (the VAEs' default) or paper-mlp (VAEs only)"
+    )
     p.add_argument(
         "--spike-rollback",
         type=float,
@@ -525,6 +540,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="undo an epoch whose loss jumps by this factor and halve the rate (0: off)",
     )
     p.add_argument("--missing-labels", type=float, default=0.0, help="share of units unlabelled")
+    p.add_argument(
+        "--label-fraction",
+        type=float,
+        default=None,
+        help="share of units labelled (weak supervision; overrides --missing-labels)",
+    )
+    p.add_argument("--latent-dim", type=int, default=4, help="size of each factor's block")
+    p.add_argument(
+        "--p-uncond", type=float, default=None, help="diffusion models: null-condition rate"
+    )
+    p.add_argument(
+        "--num-inference-steps",
+        type=int,
+        default=None,
+        help="diffusion models: default DDIM steps of the queries",
+    )
     p.add_argument(
         "--abduction",
         choices=["latent", "noise"],
@@ -546,6 +577,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--oracle", default=None, help="a saved oracle (default: train one)")
     p.add_argument("--oracle-size", type=int, default=8192, help="renders to train the oracle")
     p.add_argument("--oracle-epochs", type=int, default=10)
+    p.add_argument(
+        "--num-inference-steps", type=int, default=None, help="diffusion models: DDIM steps"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.set_defaults(func=cmd_evaluate)
