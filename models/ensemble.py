@@ -100,7 +100,7 @@ class SCMEnsemble:
         for m in range(num_models):
             rows = rng.integers(0, len(data), size=len(data))
             member = copy.deepcopy(scm)
-            member_seed = None if seed is None else seed * 1000 + m
+            member_seed = _member_seed(seed, m)
             member.fit(data.iloc[rows].reset_index(drop=True), seed=member_seed, **fit_options)
             members.append(member)
         return cls(members)
@@ -154,7 +154,7 @@ class SCMEnsemble:
                 intervention,
                 num_samples=share,
                 abduction=abduction,
-                seed=None if seed is None else seed * 1000 + m,
+                seed=_member_seed(seed, m),
             )
             for m, (member, share) in enumerate(zip(self.members, self._split(num_samples)))
         ]
@@ -199,7 +199,7 @@ class SCMEnsemble:
                     treatment,
                     control,
                     num_samples=num_samples,
-                    seed=None if seed is None else seed * 1000 + m,
+                    seed=_member_seed(seed, m),
                 )
                 for m, member in enumerate(self.members)
             ]
@@ -249,7 +249,7 @@ class _EnsembleIntervention:
 
     def sample(self, num_samples: int, seed: int | None = None) -> pd.DataFrame:
         frames = [
-            m.do(self.intervention).sample(share, seed=None if seed is None else seed * 1000 + i)
+            m.do(self.intervention).sample(share, seed=_member_seed(seed, i))
             for i, (m, share) in enumerate(
                 zip(self.ensemble.members, self.ensemble._split(num_samples))
             )
@@ -258,7 +258,7 @@ class _EnsembleIntervention:
 
     def query(self, num_samples: int, seed: int | None = None) -> CausalQueryResult:
         parts = [
-            m.do(self.intervention).query(share, seed=None if seed is None else seed * 1000 + i)
+            m.do(self.intervention).query(share, seed=_member_seed(seed, i))
             for i, (m, share) in enumerate(
                 zip(self.ensemble.members, self.ensemble._split(num_samples))
             )
@@ -306,3 +306,8 @@ def _pool(parts: list[CausalQueryResult]) -> CausalQueryResult:
         discrete=first.discrete,
         info={**first.info, "members": len(parts)},
     )
+
+
+def _member_seed(seed: int | None, member: int) -> int | None:
+    """The seed of member ``member``'s share of a query seeded ``seed`` (``None``: unseeded)."""
+    return None if seed is None else seed * 1000 + member
