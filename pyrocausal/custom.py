@@ -54,9 +54,9 @@ __all__ = [
     "GumbelMaxPosterior",
     "HandWritten",
     "MechanismTransform",
+    "fit_slot",
 ]
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -68,7 +68,7 @@ from torch import Size, Tensor, nn
 from torch.distributions import Distribution, Transform
 from torch.distributions.transforms import ReshapeTransform
 
-from pyrocausal.mechanisms import MECHANISMS, Mechanism
+from pyrocausal.mechanisms import Mechanism
 
 Parents = Mapping[str, Tensor]
 
@@ -93,12 +93,20 @@ class CustomMechanism(Mechanism):
     def shapes(self) -> list[Size]:
         return []
 
-    def build(self, parents: Sequence[Sequence[int]], num_features: int) -> CustomStack:
-        return CustomStack(self, parents)
+    def build(
+        self,
+        parents: Sequence[Sequence[int]],
+        num_features: int,
+        categories: Sequence[Sequence[int | None]] | None = None,
+    ) -> CustomStack:
+        return CustomStack(self, parents, categories)
 
     # per-slot pieces, overridden by the subclasses
-    def make_slot(self, num_parents: int) -> nn.Module:
-        """The learnable parameters of one node (an empty module when there are none)."""
+    def make_slot(self, num_parents: int, categories: Sequence[int | None] = ()) -> nn.Module:
+        """The learnable parameters of one node (an empty module when there are none).
+
+        ``categories`` holds, per parent, its number of categories (``None``: continuous).
+        """
         return nn.Module()
 
     def distribution(self, slot: nn.Module, parents: Parents, batch_shape: Size) -> Distribution:
@@ -106,6 +114,52 @@ class CustomMechanism(Mechanism):
 
     def abduction(self, slot: nn.Module, parents: Parents, value: Tensor) -> Distribution:
         raise NotImplementedError
+
+    def initialize_slot(self, slot: nn.Module, parents: Parents, value: Tensor) -> None:
+        """Start the node's free parameters at its maximum likelihood on these rows."""
+        fit_slot(self, slot, parents, value)
+
+
+def fit_slot(
+    spec: CustomMechanism,
+    slot: nn.Module,
+    parents: Parents,
+    value: Tensor,
+    params: Sequence[nn.Parameter] | None = None,
+    max_iter: int = 100,
+) -> bool:
+    """Maximum likelihood of one node's parameters by L-BFGS; ``False`` (and the start kept)
+    when it fails or leaves non-finite values.
+
+    Arguments:
+        spec: The mechanism (its :meth:`~CustomMechanism.distribution` gives the likelihood).
+        slot: The node's parameters.
+        parents: The parents' values by name.
+        value: The node's values.
+        params: The parameters to fit (default: every trainable one of ``slot``).
+        max_iter: L-BFGS iterations.
+    """
+    params = [p for p in slot.parameters() if p.requires_grad] if params is None else params
+    if not params:
+        return True
+    optimizer = torch.optim.LBFGS(params, max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure() -> Tensor:
+        optimizer.zero_grad()
+        loss = -spec.distribution(slot, parents, value.shape).log_prob(value).mean()
+        loss.backward()
+        return loss
+
+    start = {k: v.detach().clone() for k, v in slot.state_dict().items()}
+    with torch.enable_grad():
+        try:
+            optimizer.step(closure)
+            ok = all(bool(torch.isfinite(p).all()) for p in params)
+        except (RuntimeError, ValueError):
+            ok = False
+    if not ok:  # keep the given start; the joint fit takes it from there
+        slot.load_state_dict(start)
+    return ok
 
 
 def _freeze(params: Mapping[str, float] | Sequence[tuple[str, float]]) -> tuple:
@@ -177,7 +231,7 @@ class HandWritten(CustomMechanism):
             "rebuild the SCM in code and restore its weights with load_state_dict"
         )
 
-    def make_slot(self, num_parents: int) -> nn.Module:
+    def make_slot(self, num_parents: int, categories: Sequence[int | None] = ()) -> nn.Module:
         slot = nn.Module()
         if self.params:
             slot.theta = nn.ParameterDict(
@@ -228,156 +282,6 @@ def _like(parents: Parents) -> Tensor:
     return torch.zeros(())
 
 
-@dataclass(frozen=True)
-class Categorical(CustomMechanism):
-    r"""A categorical node as a Gumbel-max structural equation.
-
-    ``x = argmax_k (logits_k(pa) + g_k)`` with ``g_k ~ Gumbel(0, 1)`` i.i.d., so that
-    ``P(x = k | pa) = softmax(logits(pa))_k``. Counterfactuals replay the Gumbel noise, whose
-    posterior given an observed category is sampled exactly (Oberst and Sontag, 2019).
-
-    Arguments:
-        num_categories: Number of categories ``K`` (values ``0, ..., K - 1``).
-        logits: Hand-written ``logits(pa[, theta]) -> Tensor (..., K)``; ``None`` learns a
-            network of the parents (original units) instead.
-        params: Initial values of free parameters of a hand-written ``logits``.
-        hidden_features: Hidden layers of the learned network (``()``: multinomial logistic
-            regression on the parents).
-
-    Example:
-        >>> import torch
-        >>> def logits(pa):
-        ...     return torch.stack([pa["a"], 0 * pa["a"], -pa["a"]], -1)
-        >>> spec = Categorical(3, logits=logits)
-        >>> stack = spec.build([[0]], num_features=2)
-        >>> d = stack.distribution(0, {"a": torch.tensor([0.0])}, torch.Size([1]))
-        >>> d.log_prob(torch.tensor([2.0])).exp()         # uniform when a = 0
-        tensor([0.3333])
-    """
-
-    name: ClassVar[str] = "categorical"
-    discrete: ClassVar[bool] = True
-    num_categories: int = 2
-    logits: Callable[..., Tensor] | None = None
-    params: tuple[tuple[str, float], ...] = field(default=())
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "params", _freeze(self.params))
-        object.__setattr__(self, "hidden_features", tuple(self.hidden_features))
-        if int(self.num_categories) < 2:
-            raise ValueError(
-                f"a categorical node needs at least 2 categories, got {self.num_categories}"
-            )
-        if self.params and self.logits is None:
-            raise ValueError("params go with a hand-written logits function")
-
-    def to_config(self) -> dict[str, Any]:
-        if self.logits is not None:
-            raise TypeError(
-                "a hand-written logits function is Python code and cannot be written to a "
-                "file; rebuild the SCM in code and restore its weights with load_state_dict"
-            )
-        return {
-            "type": self.name,
-            "num_categories": self.num_categories,
-            "hidden_features": list(self.hidden_features),
-        }
-
-    def make_slot(self, num_parents: int) -> nn.Module:
-        slot = nn.Module()
-        if self.logits is not None:
-            if self.params:
-                slot.theta = nn.ParameterDict(
-                    {k: nn.Parameter(torch.tensor(v)) for k, v in self.params}
-                )
-            return slot
-        widths = [num_parents, *self.hidden_features, self._outputs()]
-        layers: list[nn.Module] = []
-        for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-            layers.append(nn.Linear(a, b))
-            if i < len(widths) - 2:
-                layers.append(nn.ReLU())
-        nn.init.zeros_(layers[-1].weight)  # start from uniform (or 1/2) probabilities
-        nn.init.zeros_(layers[-1].bias)
-        slot.net = nn.Sequential(*layers)
-        return slot
-
-    def _outputs(self) -> int:
-        return int(self.num_categories)
-
-    def _raw_logits(self, slot: nn.Module, parents: Parents) -> Tensor:
-        if self.logits is not None:
-            theta = _theta(slot)
-            return self.logits(parents, *(() if theta is None else (theta,)))
-        weight = slot.net[0].weight
-        if parents:
-            values = torch.broadcast_tensors(*parents.values())
-            h = torch.stack([v.to(weight.dtype) for v in values], dim=-1)
-        else:
-            h = weight.new_zeros(1, 0)
-        out = slot.net(h)
-        return out if parents else out.squeeze(0)
-
-    def category_logits(self, slot: nn.Module, parents: Parents) -> Tensor:
-        """Logits of the ``K`` categories, shape ``(..., K)``."""
-        return self._raw_logits(slot, parents)
-
-    def distribution(self, slot: nn.Module, parents: Parents, batch_shape: Size) -> Distribution:
-        logits = self.category_logits(slot, parents)
-        batch = torch.broadcast_shapes(batch_shape, logits.shape[:-1])
-        return GumbelMax(logits.expand(batch + logits.shape[-1:]))
-
-    def abduction(self, slot: nn.Module, parents: Parents, value: Tensor) -> Distribution:
-        logits = self.category_logits(slot, parents)
-        batch = torch.broadcast_shapes(value.shape, logits.shape[:-1])
-        return GumbelMaxPosterior(logits.expand(batch + logits.shape[-1:]), value.expand(batch))
-
-
-@dataclass(frozen=True)
-class Bernoulli(Categorical):
-    r"""A binary node ``x in {0, 1}`` as a Gumbel-max structural equation.
-
-    ``P(x = 1 | pa) = sigmoid(logit(pa))``; written as a two-category
-    :class:`Categorical` with logits ``(0, logit)``.
-
-    Arguments:
-        logits: Hand-written ``logit(pa[, theta]) -> Tensor (...)``, the log-odds of ``x = 1``;
-            ``None`` learns a network of the parents (logistic regression by default).
-        params: Initial values of free parameters of a hand-written ``logits``.
-        hidden_features: Hidden layers of the learned network.
-
-    Example:
-        >>> import torch
-        >>> stack = Bernoulli(logits=lambda pa: 2.0 * pa["a"]).build([[0]], num_features=2)
-        >>> d = stack.distribution(0, {"a": torch.tensor([0.5])}, torch.Size([1]))
-        >>> d.log_prob(torch.tensor([1.0])).exp()         # sigmoid(1)
-        tensor([0.7311])
-    """
-
-    name: ClassVar[str] = "bernoulli"
-    num_categories: int = 2
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.num_categories != 2:
-            raise ValueError("a Bernoulli node has 2 categories; use Categorical for more")
-
-    def to_config(self) -> dict[str, Any]:
-        config = super().to_config()
-        config.pop("num_categories")
-        return config
-
-    def _outputs(self) -> int:
-        return 1
-
-    def category_logits(self, slot: nn.Module, parents: Parents) -> Tensor:
-        logit = self._raw_logits(slot, parents)
-        if self.logits is None:
-            logit = logit.squeeze(-1)
-        logit = torch.as_tensor(logit)
-        return torch.stack([torch.zeros_like(logit), logit], dim=-1)
-
-
 # ---------------------------------------------------------------- the stack
 class CustomStack(nn.Module):
     """The nodes that share one :class:`CustomMechanism`, each with its own parameters.
@@ -393,16 +297,32 @@ class CustomStack(nn.Module):
 
     raw_units: ClassVar[bool] = True
 
-    def __init__(self, spec: CustomMechanism, parents: Sequence[Sequence[int]]) -> None:
+    def __init__(
+        self,
+        spec: CustomMechanism,
+        parents: Sequence[Sequence[int]],
+        categories: Sequence[Sequence[int | None]] | None = None,
+    ) -> None:
         super().__init__()
         self.spec = spec
         self.parents = [list(p) for p in parents]
-        self.slots = nn.ModuleList(spec.make_slot(len(p)) for p in self.parents)
+        if categories is None:
+            categories = [[None] * len(p) for p in self.parents]
+        self.categories = [list(c) for c in categories]
+        self.slots = nn.ModuleList(
+            spec.make_slot(len(p), c) for p, c in zip(self.parents, self.categories)
+        )
 
     @property
     def discrete(self) -> bool:
         """Whether the nodes of this stack are discrete."""
         return self.spec.discrete
+
+    @property
+    def closed_form(self) -> bool:
+        """Whether fitting is final at :meth:`initialize` (learned discrete logits: their
+        maximum likelihood by L-BFGS), so the SCM fits it on every row and freezes it."""
+        return bool(self.spec.discrete and getattr(self.spec, "logits", None) is None)
 
     def __len__(self) -> int:
         return len(self.parents)
@@ -443,29 +363,7 @@ class CustomStack(nn.Module):
                     )
                 value = value.round()
             parents = {names[i]: rows[:, i] for i in pa}
-            optimizer = torch.optim.LBFGS(params, max_iter=100, line_search_fn="strong_wolfe")
-
-            def closure(
-                slot: nn.Module = slot,
-                parents: Parents = parents,
-                value: Tensor = value,
-                optimizer: Any = optimizer,
-            ) -> Tensor:
-                optimizer.zero_grad()
-                d = self.spec.distribution(slot, parents, value.shape)
-                loss = -d.log_prob(value).mean()
-                loss.backward()
-                return loss
-
-            start = {k: v.detach().clone() for k, v in slot.state_dict().items()}
-            with torch.enable_grad():
-                try:
-                    optimizer.step(closure)
-                    ok = all(bool(torch.isfinite(p).all()) for p in params)
-                except (RuntimeError, ValueError):
-                    ok = False
-            if not ok:  # keep the given start; the joint fit takes it from there
-                slot.load_state_dict(start)
+            self.spec.initialize_slot(slot, parents, value)
 
     def log_prob_all(self, x: Tensor, columns: Tensor) -> Tensor:
         raise NotImplementedError(
@@ -485,6 +383,12 @@ class CustomStack(nn.Module):
     def abduction(self, slot: int, parents: Parents, value: Tensor) -> Distribution:
         """The posterior of the node's noise (event shape ``(1,)`` or ``(K,)``) given its value."""
         return self.spec.abduction(self.slots[slot], parents, value)
+
+    def design(self, slot: int) -> str:
+        """How node ``slot``'s mechanism is written: a discrete node's chosen design of its
+        logits (see :mod:`pyrocausal.discrete`), else the mechanism's name."""
+        design_of = getattr(self.spec, "design_of", None)
+        return design_of(self.slots[slot]) if design_of else self.spec.name
 
     def logits(self, slot: int, parents: Parents) -> Tensor:
         """Category logits of a discrete node, shape ``(..., K)``."""
@@ -549,169 +453,11 @@ class MechanismTransform(Transform):
         return ladj if grad_enabled else ladj.detach()
 
 
-class ArgmaxTransform(Transform):
-    """Gumbel noise ``g (..., K)`` -> category ``argmax_k(logits_k + g_k)`` (as a float).
-
-    Not invertible: the posterior of ``g`` given the category is
-    :class:`GumbelMaxPosterior`.
-    """
-
-    domain = constraints.independent(constraints.real, 1)
-    bijective = False
-
-    def __init__(self, logits: Tensor) -> None:
-        super().__init__(cache_size=0)
-        self.logits = logits
-
-    @property
-    def codomain(self) -> constraints.Constraint:  # type: ignore[override]
-        return constraints.integer_interval(0, self.logits.shape[-1] - 1)
-
-    def __eq__(self, other: object) -> bool:
-        return self is other
-
-    def __hash__(self) -> int:
-        return id(self)
-
-    def forward_shape(self, shape: Size) -> Size:
-        return Size(shape[:-1])
-
-    def inverse_shape(self, shape: Size) -> Size:
-        return Size(shape) + self.logits.shape[-1:]
-
-    def _call(self, g: Tensor) -> Tensor:
-        return (self.logits + g).argmax(-1).to(self.logits.dtype)
-
-    def _inverse(self, x: Tensor) -> Tensor:
-        raise NotImplementedError(
-            "a category does not determine its Gumbel noise; sample GumbelMaxPosterior"
-        )
-
-
-class GumbelMax(dist.TransformedDistribution):
-    r"""``Categorical(logits)`` written as ``argmax(logits + g)``, ``g ~ Gumbel(0, 1)^K``.
-
-    Its values are floats ``0., 1., ...`` (they enter the children's mechanisms as numbers).
-    It supports enumeration, so Pyro can sum a hidden discrete node out exactly.
-
-    Example:
-        >>> import torch
-        >>> d = GumbelMax(torch.tensor([[0.0, 1.0], [2.0, 0.0]]))
-        >>> d.batch_shape, d.event_shape
-        (torch.Size([2]), torch.Size([]))
-        >>> d.log_prob(torch.tensor([1.0, 0.0])).exp()
-        tensor([0.7311, 0.8808])
-    """
-
-    arg_constraints = {"logits": constraints.real_vector}
-    has_enumerate_support = True
-
-    def __init__(self, logits: Tensor, validate_args: bool | None = None) -> None:
-        self.logits = logits
-        zero = logits.new_zeros(())
-        base = dist.Gumbel(zero, zero + 1.0).expand(logits.shape).to_event(1)
-        super().__init__(base, [ArgmaxTransform(logits)], validate_args=validate_args)
-
-    @constraints.dependent_property(is_discrete=True, event_dim=0)
-    def support(self) -> constraints.Constraint:
-        return constraints.integer_interval(0, self.logits.shape[-1] - 1)
-
-    @property
-    def probs(self) -> Tensor:
-        return self.logits.softmax(-1)
-
-    def expand(self, batch_shape: Sequence[int], _instance: object = None) -> GumbelMax:
-        batch_shape = Size(batch_shape)
-        return GumbelMax(self.logits.expand(batch_shape + self.logits.shape[-1:]))
-
-    def sample(self, sample_shape: Size = Size()) -> Tensor:  # noqa: B008
-        with torch.no_grad():
-            g = self.base_dist.sample(sample_shape)
-            return self.transforms[0](g)
-
-    def rsample(self, sample_shape: Size = Size()) -> Tensor:  # noqa: B008
-        return self.sample(sample_shape)
-
-    def log_prob(self, value: Tensor) -> Tensor:
-        if self._validate_args:
-            self._validate_sample(value)
-        index = value.round().long().unsqueeze(-1)
-        log_pmf = self.logits.log_softmax(-1)
-        index, log_pmf = torch.broadcast_tensors(index, log_pmf)
-        return log_pmf.gather(-1, index[..., :1]).squeeze(-1)
-
-    def enumerate_support(self, expand: bool = True) -> Tensor:
-        k = self.logits.shape[-1]
-        values = torch.arange(k, dtype=self.logits.dtype, device=self.logits.device)
-        values = values.view((-1,) + (1,) * len(self.batch_shape))
-        return values.expand((-1, *self.batch_shape)) if expand else values
-
-    @property
-    def mean(self) -> Tensor:
-        k = self.logits.shape[-1]
-        return (self.probs * torch.arange(k, dtype=self.logits.dtype)).sum(-1)
-
-
-class GumbelMaxPosterior(dist.TorchDistribution):
-    r"""The posterior of the Gumbel noise ``g`` of a Gumbel-max node given its category.
-
-    Given ``argmax_k(logits_k + g_k) = x``, the maximum ``M`` of the perturbed logits is
-    ``Gumbel(logsumexp(logits))`` independently of ``x``; the winner has ``g_x = M - logits_x``
-    and every other ``logits_k + g_k`` is a ``Gumbel(logits_k)`` truncated below ``M``
-    (Oberst and Sontag, 2019; Maddison et al., 2014). Event shape ``(K,)``.
-
-    Arguments:
-        logits: Category logits, shape ``(..., K)``.
-        value: Observed category, shape ``(...)`` (float or integer).
-
-    Example:
-        >>> import torch
-        >>> post = GumbelMaxPosterior(torch.tensor([0.0, 1.0, -1.0]), torch.tensor(2.0))
-        >>> g = post.sample((1000,))
-        >>> bool(((torch.tensor([0.0, 1.0, -1.0]) + g).argmax(-1) == 2).all())
-        True
-    """
-
-    arg_constraints = {"logits": constraints.real_vector}
-    support = constraints.independent(constraints.real, 1)
-
-    def __init__(self, logits: Tensor, value: Tensor, validate_args: bool | None = None) -> None:
-        batch = torch.broadcast_shapes(logits.shape[:-1], value.shape)
-        self.logits = logits.expand(batch + logits.shape[-1:])
-        self.category = value.expand(batch).round().long()
-        super().__init__(batch, logits.shape[-1:], validate_args=validate_args)
-
-    def expand(self, batch_shape: Sequence[int], _instance: object = None) -> GumbelMaxPosterior:
-        batch_shape = Size(batch_shape)
-        return GumbelMaxPosterior(
-            self.logits.expand(batch_shape + self.logits.shape[-1:]),
-            self.category.expand(batch_shape),
-        )
-
-    def sample(self, sample_shape: Size = Size()) -> Tensor:  # noqa: B008
-        with torch.no_grad():
-            shape = Size(sample_shape) + self.logits.shape
-            k = self.logits.shape[-1]
-            tiny = torch.finfo(self.logits.dtype).tiny
-            uniform = torch.rand(
-                shape[:-1] + (k + 1,), dtype=self.logits.dtype, device=self.logits.device
-            )
-            gumbel = -torch.log(-torch.log(uniform.clamp(tiny, 1.0 - 1e-7)))
-            top = self.logits.logsumexp(-1, keepdim=True) + gumbel[..., k:]  # max ~ Gumbel(lse)
-            perturbed = self.logits + gumbel[..., :k]  # Gumbel(logits_k), truncated below ``top``:
-            truncated = -torch.logaddexp(-top, -perturbed)
-            one_hot = nn.functional.one_hot(self.category, self.logits.shape[-1]).bool()
-            winner = torch.where(one_hot, top.expand_as(truncated), truncated)
-            return winner - self.logits
-
-    def log_prob(self, g: Tensor) -> Tensor:
-        # prior density of g restricted to {argmax = category}, divided by P(category).
-        prior = (-g - torch.exp(-g)).sum(-1)
-        log_pmf = self.logits.log_softmax(-1)
-        index = self.category.unsqueeze(-1)
-        log_p = log_pmf.gather(-1, index).squeeze(-1)
-        ok = (self.logits + g).argmax(-1) == self.category
-        return torch.where(ok, prior - log_p, torch.full_like(prior, -math.inf))
-
-
-MECHANISMS.update({m.name: m for m in (Categorical, Bernoulli)})
+# The discrete mechanisms live in their own module; importable from here as before.
+from pyrocausal.discrete import (  # noqa: E402
+    ArgmaxTransform,
+    Bernoulli,
+    Categorical,
+    GumbelMax,
+    GumbelMaxPosterior,
+)
