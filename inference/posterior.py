@@ -75,6 +75,14 @@ from torch.distributions import Distribution, biject_to
 from pyrocausal.handlers import intervene
 from pyrocausal.inference.counterfactual import noise_site, reparam_noise, replay_counterfactual
 from pyrocausal.inference.devices import resolve_device
+from pyrocausal.inference.sensitivity import (
+    Confounding,
+    confounded_counterfactual,
+    confounded_interventional,
+    confounder_pair,
+    latent_dependence,
+    warn_unidentified,
+)
 from pyrocausal.inference.training import History, split_holdout, train_mle
 from pyrocausal.results import CausalQueryResult
 from pyrocausal.validation import Intervention, check_frame, check_intervention
@@ -675,10 +683,13 @@ def counterfactual_query(
     *,
     abduction: Abduction | None = None,
     seed: int | None = None,
+    confounding: Confounding | None = None,
 ) -> CausalQueryResult:
     """Posterior counterfactual draws for every row of ``evidence`` (NaN = not observed).
 
-    See :meth:`SCM.counterfactual <pyrocausal.models.SCM.counterfactual>`.
+    See :meth:`SCM.counterfactual <pyrocausal.models.SCM.counterfactual>`; a query that
+    depends on a learned latent node warns, and a latent confounder of one treatment and one
+    outcome is answered under ``confounding`` (see :mod:`pyrocausal.inference.sensitivity`).
     """
     from pyrocausal.models.flow_scm import _seeded
 
@@ -699,6 +710,9 @@ def counterfactual_query(
     abduction = abduction if abduction is not None else SVIAbduction()
     nodes = scm.graph.nodes
     changed = set(iv).union(*(scm.graph.descendants(k) for k in iv))
+    confounded = _confounded(scm, frame, iv, changed, confounding)
+    if confounded is not None:
+        return _confounded_result(scm, frame, intervention, iv, num_samples, *confounded)
     shape = (num_samples, n)
     factual = {k: np.empty(shape) for k in nodes}
     counterfactual = {k: np.empty(shape) for k in nodes}
@@ -807,6 +821,79 @@ def counterfactual_query(
     )
 
 
+def _confounded(
+    scm: SCM,
+    frame: pd.DataFrame,
+    iv: Mapping[str, Any],
+    changed: set[str],
+    confounding: Confounding | None,
+) -> tuple[str, str, Confounding] | None:
+    """Warn when a counterfactual depends on a learned latent node; ``(treatment, outcome,
+    assumption)`` when the sensitivity model answers it (see :mod:`.sensitivity`)."""
+    targets = sorted(k for k in changed if k not in iv)
+    latent = latent_dependence(scm, targets, iv, "counterfactual")
+    pair = confounder_pair(scm, latent[0]) if len(latent) == 1 else None
+    complete = bool(frame.notna().to_numpy().all())
+    supported = pair is not None and set(iv) == {pair[0]} and complete
+    if confounding is not None and not supported:
+        raise ValueError(
+            "confounding= is the sensitivity model of a latent confounder of one treatment "
+            "and one continuous outcome (a latent root whose only children are t and y, "
+            "t -> y), with the treatment intervened on and every observed column of every "
+            f"row given; this query depends on latent node(s) {latent}"
+            + ("" if complete else " and the evidence has missing values")
+        )
+    if latent and confounding is None:
+        query = f"the counterfactual of {targets} under do({', '.join(iv)})"
+        warn_unidentified(latent, query, supported)
+    if not supported:
+        return None
+    assert pair is not None
+    return pair[0], pair[1], confounding if confounding is not None else Confounding()
+
+
+def _confounded_result(
+    scm: SCM,
+    frame: pd.DataFrame,
+    intervention: Intervention,
+    iv: Mapping[str, Any],
+    num_samples: int,
+    treatment: str,
+    outcome: str,
+    confounding: Confounding,
+) -> CausalQueryResult:
+    start = time.perf_counter()
+    marginal = scm.marginal
+    assert marginal is not None
+    level = iv[treatment]
+    level = level.detach().cpu().numpy() if isinstance(level, Tensor) else np.asarray(level)
+    draws = confounded_counterfactual(
+        marginal, frame, {treatment: level}, treatment, outcome, confounding, num_samples
+    )
+    index = pd.MultiIndex.from_product([frame.index, range(num_samples)], names=["row", "draw"])
+
+    def framed(values: Mapping[str, np.ndarray]) -> pd.DataFrame:
+        return pd.DataFrame({k: np.asarray(v).T.reshape(-1) for k, v in values.items()}, index)
+
+    factual = {c: np.broadcast_to(frame[c].to_numpy(np.float64), draws[c].shape) for c in frame}
+    rho = np.broadcast_to(confounding.grid(num_samples)[:, None], draws[outcome].shape)
+    return CausalQueryResult(
+        "counterfactual",
+        framed(draws),
+        factual=framed(factual),
+        evidence=frame,
+        intervention=dict(intervention),
+        stats={"rho": (("draw",), confounding.grid(num_samples))},
+        discrete=tuple(k for k in marginal.graph.nodes if _is_discrete(marginal, k)),
+        info={
+            "method": "Confounding",
+            "rho": confounding.bounds,
+            "seconds": time.perf_counter() - start,
+            "draws_per_rho": int(np.unique(rho[:, 0]).size),
+        },
+    )
+
+
 def _replay(
     scm: SCM, complete: Mapping[str, Tensor], iv: Mapping[str, Any], s: int, n: int
 ) -> dict[str, Tensor]:
@@ -834,6 +921,28 @@ def interventional_query(
     """
     if num_samples < 1:
         raise ValueError(f"num_samples must be at least 1, got {num_samples}")
+    iv = check_intervention(intervention, scm.graph)
+    targets = sorted(set().union(*(scm.graph.descendants(k) for k in iv)) - set(iv))
+    latent = latent_dependence(scm, targets, iv, "interventional")
+    pair = confounder_pair(scm, latent[0]) if len(latent) == 1 else None
+    supported = pair is not None and set(iv) == {pair[0]} and not callable(iv[pair[0]])
+    if latent:
+        warn_unidentified(latent, f"the distribution of {targets} under do({', '.join(iv)})",
+                          supported)  # fmt: skip
+    if supported and pair is not None and scm.marginal is not None:
+        rows, _ = confounded_interventional(
+            scm.marginal, pair[0], pair[1], float(iv[pair[0]]), Confounding(), num_samples, seed
+        )
+        seeing = scm.marginal.sample(num_samples, seed=seed)
+        index = pd.MultiIndex.from_product([[0], range(num_samples)], names=["row", "draw"])
+        return CausalQueryResult(
+            "interventional",
+            rows.set_axis(index),
+            factual=seeing.set_axis(index),
+            intervention=dict(intervention),
+            discrete=tuple(k for k in scm.marginal.graph.nodes if _is_discrete(scm.marginal, k)),
+            info={"method": "Confounding", "rho": Confounding().bounds},
+        )
     doing = scm.do(intervention).sample(num_samples, seed=seed)
     seeing = scm.sample(num_samples, seed=seed)
     index = pd.MultiIndex.from_product([[0], range(num_samples)], names=["row", "draw"])

@@ -13,6 +13,7 @@ from pyrocausal.evaluation import EvaluationReport, evaluate
 from pyrocausal.graph import CausalGraph, GraphError
 from pyrocausal.handlers import intervene
 from pyrocausal.inference import History, TrainingDivergedError
+from pyrocausal.inference.sensitivity import Confounding, UnidentifiedQueryWarning
 from pyrocausal.mechanisms import (
     MAF,
     NSF,
@@ -39,6 +40,8 @@ __all__ = [
     "HandWritten",
     "SCM",
     "CausalGraph",
+    "Confounding",
+    "UnidentifiedQueryWarning",
     "CausalQueryResult",
     "EvaluationReport",
     "GraphError",

@@ -13,6 +13,7 @@ from pyrocausal.inference.posterior import (
     NUTSAbduction,
     SVIAbduction,
 )
+from pyrocausal.inference.sensitivity import UnidentifiedQueryWarning
 
 FAST = SVIAbduction(num_steps=150)
 
@@ -331,7 +332,16 @@ def test_latent_scm_with_learned_mechanisms_fits_saves_and_answers(tmp_path):
     again = pc.SCM.load(tmp_path / "latent.pt")
     assert again.graph.latent == ("u",)
     quick = SVIAbduction(num_steps=20)  # only the equality of the two answers is checked
-    a = scm.counterfactual(data.head(3), {"t": 1.0}, num_samples=50, abduction=quick, seed=0)
-    b = again.counterfactual(data.head(3), {"t": 1.0}, num_samples=50, abduction=quick, seed=0)
+    # u confounds t and y and was learned: a warning, and the sensitivity model answers
+    with pytest.warns(UnidentifiedQueryWarning, match=r"latent node\(s\) \['u'\]"):
+        a = scm.counterfactual(data.head(3), {"t": 1.0}, num_samples=50, seed=0)
+        b = again.counterfactual(data.head(3), {"t": 1.0}, num_samples=50, seed=0)
     pd.testing.assert_frame_equal(a.samples, b.samples)
-    assert list(a.diagnostics["hidden"]) == ["u"] * 3
+    assert a.info["method"] == "Confounding"
+    # with an outcome left out the sensitivity model does not apply: the latent model answers
+    rows = data.head(3).assign(y=[np.nan, 0.5, 1.0])
+    with pytest.warns(UnidentifiedQueryWarning, match="the fitted model's"):
+        a = scm.counterfactual(rows, {"t": 1.0}, num_samples=50, abduction=quick, seed=0)
+        b = again.counterfactual(rows, {"t": 1.0}, num_samples=50, abduction=quick, seed=0)
+    pd.testing.assert_frame_equal(a.samples, b.samples)
+    assert list(a.diagnostics["hidden"]) == ["u,y", "u", "u"]

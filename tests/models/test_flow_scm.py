@@ -354,7 +354,7 @@ def test_load_rejects_other_files(tmp_path):
     with pytest.raises(ValueError, match="not a saved pyrocausal SCM"):
         pc.SCM.load(tmp_path / "x.pt")
     torch.save({"format": "pyrocausal.SCM", "version": 1}, tmp_path / "old.pt")
-    with pytest.raises(ValueError, match="format version 1; this pyrocausal reads version 2"):
+    with pytest.raises(ValueError, match="format version 1; this pyrocausal reads version 3"):
         pc.SCM.load(tmp_path / "old.pt")
 
 
