@@ -46,6 +46,7 @@ __all__ = [
     "Abduction",
     "Guide",
     "ImportanceAbduction",
+    "LowESSWarning",
     "NUTSAbduction",
     "RowNormal",
     "SVIAbduction",
@@ -57,6 +58,7 @@ __all__ = [
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -459,6 +461,7 @@ class NUTSAbduction(Abduction):
             sample,
             num_samples,
             False,
+            weighted=False,
             row_stats={
                 "r_hat": r_hat.amax(-1).numpy(),  # the worst hidden coordinate of each row
                 "ess_bulk": ess.amin(-1).numpy(),
@@ -513,6 +516,9 @@ class _Proposal:
     row_stats: dict[str, np.ndarray] = field(default_factory=dict)
     #: Per-draw statistics (e.g. NUTS ``diverging``), each ``(num_draws,)``.
     draw_stats: dict[str, np.ndarray] = field(default_factory=dict)
+    #: Whether the draws carry importance weights, so that their effective sample size
+    #: means something (not for a Markov chain's draws).
+    weighted: bool = True
 
 
 def _guide_sample(
@@ -629,6 +635,7 @@ def _complete(
     ess = 1.0 / weights.square().sum(0)
     if not hc:  # only discrete variables hidden: the table is the exact posterior
         index = torch.zeros(s, n, dtype=torch.long, device=log_w.device)
+        ess = torch.full((n,), float(s), device=log_w.device)  # independent exact draws
     elif proposal.resample:
         index = torch.multinomial(weights.T, s, replacement=True).T  # (S, n)
     else:
@@ -767,7 +774,8 @@ def counterfactual_query(
                 cf = _replay(scm, complete, chunk_iv, num_samples, len(local))
                 prior = _interventional(scm, chunk_iv, num_samples, len(local))
                 target = rows[chunk]
-                ess[target] = chunk_ess.cpu().numpy()
+                weighted = proposal is None or proposal.weighted
+                ess[target] = chunk_ess.cpu().numpy() if weighted else np.nan
                 for k in nodes:
                     if k in seen:  # observed: the evidence itself, not its float32 round trip
                         factual[k][:, target] = frame[k].to_numpy()[target]
@@ -779,6 +787,7 @@ def counterfactual_query(
                     naive[k][:, target] = prior[k].cpu().numpy()
     seconds = time.perf_counter() - start
     index = pd.MultiIndex.from_product([frame.index, range(num_samples)], names=["row", "draw"])
+    _check_ess(ess, num_samples, type(abduction).__name__)
 
     def framed(draws: dict[str, np.ndarray]) -> pd.DataFrame:
         return pd.DataFrame({k: v.T.reshape(-1) for k, v in draws.items()}, index=index)
@@ -819,6 +828,26 @@ def counterfactual_query(
             **{k: float(np.mean(v)) for k, v in info.items()},
         },
     )
+
+
+class LowESSWarning(UserWarning):
+    """Importance weights of a posterior query collapsed on some rows (few effective draws)."""
+
+
+def _check_ess(ess: np.ndarray, num_samples: int, method: str) -> None:
+    """Warn when a row's draws rest on fewer than ``min(100, max(10, num_samples / 10))``
+    effective importance draws (the answer there is a handful of distinct values)."""
+    floor = min(100.0, max(10.0, num_samples / 10))
+    low = np.flatnonzero(np.isfinite(ess) & (ess < floor))
+    if low.size:
+        warnings.warn(
+            f"{method}: {low.size} row(s) have fewer than {floor:.0f} effective draws "
+            f"(minimum {np.nanmin(ess):.1f}; see result.diagnostics['ess']); their answers "
+            "rest on a few distinct values. Use SVIAbduction (the default) or more "
+            "particles.",
+            LowESSWarning,
+            stacklevel=4,
+        )
 
 
 def _confounded(

@@ -175,6 +175,12 @@ class SCM(nn.Module):
         # A model whose every mechanism is written down without free parameters is complete.
         free = any(p.requires_grad for p in self.stacks.parameters())
         self.register_buffer("fitted", torch.tensor(not free))
+        #: After a fit that chose mechanisms: for each node whose choice was a near-tie, this
+        #: SCM with that node's runner-up mechanism; posterior queries average over them
+        #: with :attr:`alternative_weights` (see ``fit_uncertainty``).
+        self.alternatives = nn.ModuleList()
+        #: Weights of this model and of each of :attr:`alternatives` (they sum to one).
+        self.register_buffer("alternative_weights", torch.ones(1))
         #: With latent nodes: the SCM of the observed nodes alone, fitted beside the latent
         #: model (what the data identify; the base of the sensitivity model of a latent
         #: confounder, :mod:`pyrocausal.inference.sensitivity`). ``None`` otherwise.
@@ -424,6 +430,8 @@ class SCM(nn.Module):
     def _adopt(self, fitted: SCM, device: torch.device) -> None:
         """Take the mechanisms, selection and weights of ``fitted`` (a replica's fit)."""
         self.mechanisms, self.selection = fitted.mechanisms, fitted.selection
+        self.alternatives = fitted.alternatives
+        self.alternative_weights = fitted.alternative_weights
         self._groups, self._slot = fitted._groups, fitted._slot
         self.stacks = fitted.stacks
         for name in ("loc", "scale", "fitted"):
@@ -766,20 +774,90 @@ class SCM(nn.Module):
             self.selection.loc[nodes, f"{_describe(spec)} (after training)"] = (
                 nll.mean(-1).cpu().numpy()
             )
-        if mechanisms == self.mechanisms:
-            return
+        # Near-ties: the best other mechanism each node has weights for (a closed-form
+        # challenger, or the trained network a challenger replaced) that the final choice
+        # does not beat by ``se_rule`` paired standard errors on the validation rows; its
+        # weight is the pseudo-BMA weight exp(-total held-out NLL) against the choice.
+        runner_up: dict[str, Mechanism] = {}
+        gap: dict[str, float] = {}
+        for i, node in enumerate(nodes):
+            final = mechanisms[node]
+            options = [(s, nll[i]) for s, nll in zip(late, challengers) if s != final]
+            if self.mechanisms[node] != final:
+                options.append((self.mechanisms[node], trained[node]))
+            ties = [
+                (float(nll.mean()), k)
+                for k, (spec, nll) in enumerate(options)
+                if not _nests(final, spec)
+                and not _nests(spec, final)
+                and not beats(current[i], nll, self.auto.se_rule)
+            ]
+            if ties:
+                spec, nll = options[min(ties)[1]]
+                runner_up[node] = spec
+                gap[node] = float((nll - current[i]).sum())
+        self.selection["near tie"] = [
+            _describe(runner_up[n]) if n in runner_up else "" for n in self.graph.nodes
+        ]
         old_stacks, old_groups, old_slot = self.stacks, self._groups, self._slot
-        self.mechanisms = mechanisms
-        self.stacks = self._build_stacks().to(device=self.device, dtype=self.dtype)
-        for g, group in enumerate(self._groups):
-            if group in old_groups:  # untouched (every given mechanism's group): kept whole
-                self.stacks[g] = old_stacks[old_groups.index(group)]
+        if mechanisms != self.mechanisms:
+            self.mechanisms = mechanisms
+            self.stacks = self._build_stacks().to(device=self.device, dtype=self.dtype)
+            for g, group in enumerate(self._groups):
+                if group in old_groups:  # untouched (every given mechanism's group): kept
+                    self.stacks[g] = old_stacks[old_groups.index(group)]
+                    continue
+                for k, node in enumerate(group[1]):
+                    if not mechanisms[node].closed_form:
+                        g_old, k_old = old_slot[node]
+                        self.stacks[g].copy_slot(old_stacks[g_old], k_old, k)
+            self._freeze_closed_form(self.stacks, self._groups, rows)
+        weights = {n: math.exp(-gap[n]) for n in runner_up}
+        total = 1.0 + sum(weights.values())
+        kept = [n for n in runner_up if weights[n] / total >= 0.05]  # others: too few draws
+        total = 1.0 + sum(weights[n] for n in kept)
+        self.alternatives = nn.ModuleList(
+            self._alternative_model({n: runner_up[n]}, old_stacks, old_slot, rows) for n in kept
+        )
+        self.alternative_weights = torch.tensor(
+            [1.0 / total, *(weights[n] / total for n in kept)], device=self.device
+        )
+
+    def _alternative_model(
+        self,
+        runner_up: Mapping[str, Mechanism],
+        old_stacks: nn.ModuleList,
+        old_slot: Mapping[str, tuple[int, int]],
+        rows: Tensor,
+    ) -> SCM:
+        """This SCM with ``runner_up`` mechanisms: their networks' trained weights (from the
+        stacks before the challenge) or their least-squares fits, every other node's weights
+        copied."""
+        alt = SCM(self.graph, {**self.mechanisms, **runner_up})
+        alt.to(device=self.device, dtype=self.dtype)
+        with torch.no_grad():
+            for name in ("loc", "scale", "fitted"):
+                getattr(alt, name).copy_(getattr(self, name))
+        refit = []
+        for g, (_, group) in enumerate(alt._groups):
+            if getattr(alt.stacks[g], "closed_form", False) and not getattr(
+                alt.stacks[g], "raw_units", False
+            ):
+                refit.append(g)  # least squares on every row: the same fit as this model's
                 continue
-            for k, node in enumerate(group[1]):
-                if not mechanisms[node].closed_form:
-                    g_old, k_old = old_slot[node]
-                    self.stacks[g].copy_slot(old_stacks[g_old], k_old, k)
-        self._freeze_closed_form(self.stacks, self._groups, rows)
+            for k, node in enumerate(group):
+                source, slot = (old_stacks, old_slot) if node in runner_up else (
+                    self.stacks, self._slot
+                )  # fmt: skip
+                g_src, k_src = slot[node]
+                alt.stacks[g].copy_slot(source[g_src], k_src, k)
+        alt._freeze_closed_form(
+            [alt.stacks[g] for g in refit], [alt._groups[g] for g in refit], rows
+        )
+        for stack in alt.stacks:
+            if getattr(stack, "closed_form", False):
+                stack.requires_grad_(False)
+        return alt
 
     def _build_stacks(self) -> nn.ModuleList:
         # Nodes that share a mechanism specification are stacked: each keeps its own
@@ -814,6 +892,8 @@ class SCM(nn.Module):
 
     def _reset_parameters(self) -> None:
         self.stacks = self._build_stacks().to(device=self.device, dtype=self.dtype)
+        self.alternatives = nn.ModuleList()
+        self.alternative_weights = torch.ones(1, device=self.device)
 
     def flow(self, node: str, context: Tensor | None):  # noqa: ANN201
         """The Zuko flow of ``node`` given its parents' standardized values ``(..., k)``."""
@@ -920,6 +1000,7 @@ class SCM(nn.Module):
         abduction: Abduction | None = None,
         seed: int | None = None,
         confounding: Confounding | None = None,
+        fit_uncertainty: str = "mechanisms",
     ) -> pd.DataFrame | CausalQueryResult:
         """Counterfactuals of factual rows: abduction, action, prediction.
 
@@ -951,6 +1032,12 @@ class SCM(nn.Module):
                 :class:`~pyrocausal.inference.sensitivity.UnidentifiedQueryWarning`; a latent
                 confounder of one treatment and one outcome is then answered under the
                 default, wide range (see README, "Latent confounders").
+            fit_uncertainty: ``"mechanisms"`` (default): where :meth:`fit` found a near-tie
+                between two mechanisms of a node (:attr:`alternatives`), the draws are split
+                between the models by their weights (pseudo-BMA: the exponential of their
+                held-out log-likelihood), so the answer carries the uncertainty of the choice;
+                ``"none"``: this model alone. (For the uncertainty of the parameters, use
+                :class:`~pyrocausal.models.SCMEnsemble`.)
 
         Returns:
             Without ``num_samples``, a DataFrame of counterfactual rows (the factual index);
@@ -982,14 +1069,19 @@ class SCM(nn.Module):
         if num_samples is not None:
             from pyrocausal.inference.posterior import counterfactual_query
 
-            return counterfactual_query(
-                self,
-                factual,
-                intervention,
+            return self._pooled(
+                fit_uncertainty,
                 num_samples,
-                abduction=abduction,
-                seed=seed,
-                confounding=confounding,
+                seed,
+                lambda member, share, member_seed: counterfactual_query(
+                    member,
+                    factual,
+                    intervention,
+                    share,
+                    abduction=abduction,
+                    seed=member_seed,
+                    confounding=confounding,
+                ),
             )
         self._check_fitted()
         frame = check_frame(factual, self.graph.observed, what="factual", allow_nan=True)
@@ -1030,6 +1122,7 @@ class SCM(nn.Module):
         control: Intervention,
         num_samples: int = 10_000,
         seed: int | None = None,
+        fit_uncertainty: str = "mechanisms",
     ) -> ATEResult:
         """Average treatment effect ``E[target | do(treatment)] - E[target | do(control)]``.
 
@@ -1042,6 +1135,9 @@ class SCM(nn.Module):
             control: The intervention of the control world.
             num_samples: Monte Carlo draws (shared by both worlds).
             seed: Seed of the draws.
+            fit_uncertainty: ``"mechanisms"`` (default): with a near-tied mechanism choice
+                (:attr:`alternatives`) the estimate is the models' weighted mean and ``se``
+                includes their weighted spread; ``"none"``: this model alone.
 
         Returns:
             An :class:`~pyrocausal.results.ATEResult`: a ``float`` (the estimate) whose
@@ -1073,6 +1169,17 @@ class SCM(nn.Module):
         confounded = self._confounded_ate(target, treatment, control, num_samples, seed)
         if confounded is not None:
             return confounded
+        members = self._members(fit_uncertainty)
+        if len(members) > 1:
+            estimates = [
+                m.ate(target, treatment, control, num_samples, seed, "none") for m in members
+            ]
+            w = self.alternative_weights.double().cpu().numpy()
+            values = np.array([float(e) for e in estimates])
+            mean = float(w @ values)
+            se = math.sqrt(float(w**2 @ np.array([e.se**2 for e in estimates]))
+                           + float(w @ (values - mean) ** 2))  # fmt: skip
+            return ATEResult(mean, se, num_samples, members=values)
         noise = self._prior_noise(num_samples, seed)
         outcomes = []
         for iv in (treatment, control):
@@ -1087,6 +1194,42 @@ class SCM(nn.Module):
         differences = outcomes[0] - outcomes[1]  # paired by the shared noise
         se = differences.std() / math.sqrt(num_samples)
         return ATEResult(float(differences.mean()), float(se), num_samples)
+
+    def _members(self, fit_uncertainty: str) -> list[SCM]:
+        """The models a query averages over (see ``fit_uncertainty``)."""
+        if fit_uncertainty not in ("mechanisms", "none"):
+            raise ValueError(
+                f"fit_uncertainty must be 'mechanisms' or 'none', got {fit_uncertainty!r}"
+            )
+        if fit_uncertainty == "mechanisms" and len(self.alternatives):
+            return [self, *self.alternatives]
+        return [self]
+
+    def _pooled(
+        self,
+        fit_uncertainty: str,
+        num_samples: int,
+        seed: int | None,
+        query: Callable[[SCM, int, int | None], CausalQueryResult],
+    ) -> CausalQueryResult:
+        """``query(member, draws, seed)`` over :meth:`_members`, the draws split evenly and
+        pooled (as :class:`~pyrocausal.models.SCMEnsemble` does)."""
+        members = self._members(fit_uncertainty)
+        if len(members) == 1:
+            return query(self, num_samples, seed)
+        from pyrocausal.models.ensemble import _member_seed, _pool
+
+        weights = self.alternative_weights.double().cpu().numpy()
+        shares = np.floor(weights * num_samples).astype(int)
+        shares[0] += num_samples - shares.sum()
+        parts = [
+            query(m, int(k), _member_seed(seed, i))
+            for i, (m, k) in enumerate(zip(members, shares))
+            if k > 0
+        ]
+        result = _pool(parts)
+        result.info["fit_uncertainty"] = "mechanisms"
+        return result
 
     def _confounded_ate(
         self,
@@ -1181,6 +1324,10 @@ class SCM(nn.Module):
                 "marginal": None
                 if self.marginal is None
                 else {n: m.to_config() for n, m in self.marginal.mechanisms.items()},
+                "alternatives": [
+                    {n: m.to_config() for n, m in alt.mechanisms.items()}
+                    for alt in self.alternatives
+                ],
                 "dtype": str(self.dtype).removeprefix("torch."),
                 "state_dict": state,
             },
@@ -1213,6 +1360,12 @@ class SCM(nn.Module):
         mechanisms = {n: mechanism_from_config(c) for n, c in blob["mechanisms"].items()}
         graph = CausalGraph(blob["graph"], latent=blob.get("latent", ()))
         scm = cls(graph, mechanisms=mechanisms)
+        if blob.get("alternatives"):
+            scm.alternatives = nn.ModuleList(
+                cls(graph, mechanisms={n: mechanism_from_config(c) for n, c in alt.items()})
+                for alt in blob["alternatives"]
+            )
+            scm.alternative_weights = torch.ones(len(blob["alternatives"]) + 1)
         if scm.marginal is not None and blob.get("marginal"):
             specs = {n: mechanism_from_config(c) for n, c in blob["marginal"].items()}
             scm.marginal = cls(scm.marginal.graph, mechanisms=specs)
@@ -1333,8 +1486,14 @@ class InterventionalSCM:
             values = model(num_rows=num_samples)
         return self.scm._frame(values)
 
-    def query(self, num_samples: int, seed: int | None = None) -> CausalQueryResult:
+    def query(
+        self, num_samples: int, seed: int | None = None, fit_uncertainty: str = "mechanisms"
+    ) -> CausalQueryResult:
         """Interventional draws as a :class:`~pyrocausal.results.CausalQueryResult`.
+
+        ``fit_uncertainty`` as in :meth:`SCM.counterfactual`: by default the draws are split
+        between the SCM and its :attr:`~SCM.alternatives` (near-tied mechanisms) when it
+        has them.
 
         Its ``samples`` are :meth:`sample`'s rows (row ``0``, one draw each); its ``factual``
         group holds observational draws with the same seed (common random numbers), so
@@ -1350,7 +1509,14 @@ class InterventionalSCM:
         """
         from pyrocausal.inference.posterior import interventional_query
 
-        return interventional_query(self.scm, self.intervention, num_samples, seed=seed)
+        return self.scm._pooled(
+            fit_uncertainty,
+            num_samples,
+            seed,
+            lambda member, share, member_seed: interventional_query(
+                member, self.intervention, share, seed=member_seed
+            ),
+        )
 
     def __repr__(self) -> str:
         return f"InterventionalSCM(do={self.intervention!r})"

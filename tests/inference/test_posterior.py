@@ -345,3 +345,91 @@ def test_latent_scm_with_learned_mechanisms_fits_saves_and_answers(tmp_path):
         b = again.counterfactual(rows, {"t": 1.0}, num_samples=50, abduction=quick, seed=0)
     pd.testing.assert_frame_equal(a.samples, b.samples)
     assert list(a.diagnostics["hidden"]) == ["u,y", "u", "u"]
+
+
+# ---------------------------------------------------------------- diagnostics
+def test_nuts_reports_its_chain_diagnostics_not_an_importance_ess():
+    from pyrocausal.inference.posterior import NUTSAbduction
+
+    scm = pc.SCM(
+        {"a": [], "b": ["a"]},
+        mechanisms={
+            "a": pc.HandWritten(lambda pa, u: u, lambda pa, x: x),
+            "b": pc.HandWritten(lambda pa, u: pa["a"] + u, lambda pa, x: x - pa["a"]),
+        },
+    )
+    rows = pd.DataFrame({"a": [np.nan, np.nan], "b": [0.5, -1.0]})
+    result = scm.counterfactual(
+        rows, {"a": 0.0}, num_samples=30, abduction=NUTSAbduction(warmup_steps=30), seed=0
+    )
+    assert result.diagnostics["ess"].isna().all()
+    assert (result.diagnostics["ess_bulk"] > 0).all()
+
+
+def test_importance_abduction_warns_when_its_weights_collapse():
+    from pyrocausal.inference.posterior import LowESSWarning
+
+    scm = pc.SCM(
+        {"a": [], "b": ["a"]},
+        mechanisms={
+            "a": pc.HandWritten(lambda pa, u: u, lambda pa, x: x),
+            "b": pc.HandWritten(
+                lambda pa, u: pa["a"] + 0.01 * u, lambda pa, x: (x - pa["a"]) / 0.01
+            ),
+        },
+    )
+    rows = pd.DataFrame({"a": [np.nan], "b": [2.5]})  # b pins a to within 0.01: few prior draws fit
+    with pytest.warns(LowESSWarning, match=r"1 row\(s\) have fewer than 100 effective draws"):
+        scm.counterfactual(rows, {"b": 0.0}, num_samples=1000, abduction=ImportanceAbduction(2000))
+
+
+# ---------------------------------------------------------------- near-tied mechanisms
+@pytest.fixture(scope="module")
+def near_tie():
+    """x2 = 0.5 x1 + u2 is linear, but on this fit seed a 24x24 MAF wins the pilot."""
+    rng = np.random.default_rng(10_001)
+    u1, u2, u3 = rng.normal(size=(3, 5000))
+    x1, x2 = u1, 0.5 * u1 + u2
+    data = pd.DataFrame({"x1": x1, "x2": x2, "x3": x1 + x2 + x1 * x2 + 0.3 * u3})
+    scm = pc.SCM({"x1": [], "x2": ["x1"], "x3": ["x1", "x2"]})
+    scm.fit(data, progress=False, seed=1)
+    return scm, data
+
+
+def test_fit_keeps_the_runner_up_of_near_tied_choices(near_tie):
+    scm, data = near_tie
+    assert len(scm.alternatives) >= 1
+    weights = scm.alternative_weights
+    assert abs(float(weights.sum()) - 1.0) < 1e-6 and float(weights[0]) > 0.5
+    assert (scm.selection["near tie"] != "").any()
+    alt = scm.alternatives[0]
+    changed = [n for n in scm.nodes if alt.mechanisms[n] != scm.mechanisms[n]]
+    assert len(changed) == 1  # one alternative per near-tied node
+    # every other node's weights are this model's: its log-densities agree on every row
+    same = [n for n in scm.nodes if n not in changed]
+    for node in same:
+        values = {c: torch.tensor(data[c].to_numpy(), dtype=torch.float32) for c in data}
+        a = scm.distribution(node, values, torch.Size([len(data)])).log_prob(values[node])
+        b = alt.distribution(node, values, torch.Size([len(data)])).log_prob(values[node])
+        torch.testing.assert_close(a, b)
+
+
+def test_queries_average_over_near_ties_and_can_switch_it_off(near_tie, tmp_path):
+    scm, data = near_tie
+    rows = data.head(20).assign(x1=np.nan)
+    pooled = scm.counterfactual(rows, {"x2": 0.0}, num_samples=200, seed=0)
+    assert pooled.info["fit_uncertainty"] == "mechanisms"
+    assert pooled.info["members"] == 1 + len(scm.alternatives)
+    assert pooled.num_draws == 200
+    alone = scm.counterfactual(rows, {"x2": 0.0}, num_samples=200, seed=0, fit_uncertainty="none")
+    assert "fit_uncertainty" not in alone.info
+    with pytest.raises(ValueError, match="fit_uncertainty must be"):
+        scm.counterfactual(rows, {"x2": 0.0}, num_samples=10, fit_uncertainty="bootstrap")
+    ate = scm.ate("x3", {"x1": 1.0}, {"x1": 0.0}, num_samples=2000, seed=0)
+    assert ate.members is not None and len(ate.members) == 1 + len(scm.alternatives)
+    assert scm.do({"x1": 1.0}).query(100, seed=0).info["fit_uncertainty"] == "mechanisms"
+    scm.save(tmp_path / "m.pt")
+    again = pc.SCM.load(tmp_path / "m.pt")
+    torch.testing.assert_close(again.alternative_weights, scm.alternative_weights)
+    b = again.counterfactual(rows, {"x2": 0.0}, num_samples=200, seed=0)
+    pd.testing.assert_frame_equal(pooled.samples, b.samples)
