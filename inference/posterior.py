@@ -905,14 +905,14 @@ def _confounded_result(
         return pd.DataFrame({k: np.asarray(v).T.reshape(-1) for k, v in values.items()}, index)
 
     factual = {c: np.broadcast_to(frame[c].to_numpy(np.float64), draws[c].shape) for c in frame}
-    rho = np.broadcast_to(confounding.grid(num_samples)[:, None], draws[outcome].shape)
+    rho = np.broadcast_to(confounding.draws(num_samples)[:, None], draws[outcome].shape)
     return CausalQueryResult(
         "counterfactual",
         framed(draws),
         factual=framed(factual),
         evidence=frame,
         intervention=dict(intervention),
-        stats={"rho": (("draw",), confounding.grid(num_samples))},
+        stats={"rho": (("draw",), confounding.draws(num_samples))},
         discrete=tuple(k for k in marginal.graph.nodes if _is_discrete(marginal, k)),
         info={
             "method": "Confounding",

@@ -108,6 +108,28 @@ class Confounding:
         low, high = self.bounds
         return low + (high - low) * (np.arange(num) + 0.5) / num
 
+    def draws(self, num: int) -> np.ndarray:
+        """The ``rho`` of each of ``num`` draws of an answer: a quarter at each end of the
+        range, half evenly between.
+
+        A range of ``rho`` is a set assumption, and the answer a set, not a posterior: with
+        a quarter of the draws at each end, every central interval of level 50% or more
+        spans the answers at both ends (their bounds, where the answer moves monotonically
+        with ``rho``). Spread evenly, the central 50% interval of the default range covered
+        the true counterfactual in 1% of rows (it sat near ``rho = 0.7``).
+
+        Example:
+            >>> Confounding(rho=(0.0, 0.8)).draws(8)
+            array([0. , 0. , 0.1, 0.3, 0.5, 0.7, 0.8, 0.8])
+        """
+        low, high = self.bounds
+        if low == high or num < 4:
+            return self.grid(num)
+        ends = num // 4
+        inner = num - 2 * ends
+        middle = low + (high - low) * (np.arange(inner) + 0.5) / inner
+        return np.concatenate([np.full(ends, low), middle, np.full(ends, high)])
+
 
 # ---------------------------------------------------------------- structure
 def _learned(scm: SCM, node: str) -> bool:
@@ -335,7 +357,8 @@ def confounded_counterfactual(
     ``scm`` is the SCM fitted without the latent node (:attr:`SCM.marginal`); ``frame`` holds
     complete observed rows; the intervention sets ``treatment`` only. The answer is exact for
     each ``rho``; the draws spread over ``confounding``'s range (``grid`` values of ``rho``,
-    each draw taking the answer at its own ``rho`` by linear interpolation).
+    each draw taking the answer at its own ``rho`` (:meth:`Confounding.draws`) by linear
+    interpolation).
     """
     values = _tensors(scm, frame)
     n = len(frame)
@@ -353,7 +376,7 @@ def confounded_counterfactual(
         e[None], t[None], t_cf[None], index[None], index_cf[None], rho_grid[:, None], binary
     )  # (R, n)
     answers = np.stack([_value(scm, outcome, cf_values, row) for row in e_cf])  # (R, n)
-    draws = confounding.grid(num_samples)
+    draws = confounding.draws(num_samples)
     if len(rho_grid) == 1:
         y_cf = np.broadcast_to(answers[0], (num_samples, n))
     else:
@@ -381,8 +404,8 @@ def confounded_interventional(
 
     ``y(t') = F^{-1}(G_{t'}(v) | t', pa_y)`` with ``v ~ N(0, 1)``; the outcome's other parents
     come from the marginal model's observational draws (common random numbers across calls
-    with the same seed), draw ``j`` at the ``j``-th value of ``confounding.grid``. Returns the
-    draws and the ``rho`` of each.
+    with the same seed), draw ``j`` at the ``j``-th value of ``confounding.draws``. Returns
+    the draws and the ``rho`` of each.
     """
     below = scm.graph.descendants(outcome)
     if below:
@@ -392,7 +415,7 @@ def confounded_interventional(
         )
     rows = scm.sample(num_samples, seed=seed).assign(**{treatment: float(level)})
     v = np.random.default_rng(seed).standard_normal(num_samples)
-    rho = confounding.grid(num_samples)
+    rho = confounding.draws(num_samples)
     values = _tensors(scm, rows)
     index = _treatment_index(scm, treatment, values)
     if scm._discrete(treatment):
