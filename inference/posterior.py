@@ -835,16 +835,20 @@ class LowESSWarning(UserWarning):
 
 
 def _check_ess(ess: np.ndarray, num_samples: int, method: str) -> None:
-    """Warn when a row's draws rest on fewer than ``min(100, max(10, num_samples / 10))``
-    effective importance draws (the answer there is a handful of distinct values)."""
-    floor = min(100.0, max(10.0, num_samples / 10))
+    """Warn when a row's draws rest on fewer than ``min(100, num_samples / 10)`` effective
+    importance draws (the answer there is a handful of distinct values)."""
+    floor = min(100.0, num_samples / 10)
     low = np.flatnonzero(np.isfinite(ess) & (ess < floor))
     if low.size:
         warnings.warn(
             f"{method}: {low.size} row(s) have fewer than {floor:.0f} effective draws "
             f"(minimum {np.nanmin(ess):.1f}; see result.diagnostics['ess']); their answers "
-            "rest on a few distinct values. Use SVIAbduction (the default) or more "
-            "particles.",
+            "rest on a few distinct values. "
+            + (
+                "Use SVIAbduction (the default) or more particles."
+                if method == "ImportanceAbduction"
+                else "More proposal draws (oversample=) or guide steps (num_steps=) help."
+            ),
             LowESSWarning,
             stacklevel=4,
         )

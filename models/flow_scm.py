@@ -573,7 +573,8 @@ class SCM(nn.Module):
         for stack, (_, nodes) in zip(stacks, groups):
             if getattr(stack, "closed_form", False):
                 if getattr(stack, "raw_units", False):  # learned discrete logits (L-BFGS)
-                    stack.initialize(self._raw_rows(rows), self._columns(nodes), self.graph.nodes)
+                    raw = self._raw_rows(rows)
+                    stack.initialize(raw, self._columns(nodes), self.graph.nodes, len(raw))
                 else:
                     stack.initialize(rows, self._columns(nodes))
                 stack.requires_grad_(False)

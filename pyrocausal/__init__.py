@@ -8,7 +8,8 @@ Example:
     ('x1', 'x2', 'x3')
 """
 
-from pyrocausal.custom import Bernoulli, Categorical, HandWritten
+from pyrocausal.custom import HandWritten
+from pyrocausal.discrete import Bernoulli, Categorical
 from pyrocausal.evaluation import EvaluationReport, evaluate
 from pyrocausal.graph import CausalGraph, GraphError
 from pyrocausal.handlers import intervene

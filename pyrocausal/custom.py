@@ -8,12 +8,14 @@ standardized values. The mechanisms here are written down instead, or are discre
   from the parents. Free parameters (``params``) are fitted by :meth:`SCM.fit
   <pyrocausal.models.SCM.fit>` like any other mechanism; without them the mechanism is fully
   known (teaching, and checking inference against known mechanisms).
-* :class:`Categorical` and :class:`Bernoulli` -- discrete nodes written as Gumbel-max
-  structural equations ``x = argmax_k(logits_k(pa) + g_k)``, ``g_k ~ Gumbel(0, 1)``
-  (Oberst and Sontag, 2019). Their logits are hand-written or a small learned network of the
-  parents. Abduction samples the noise from its exact posterior given the observed category
-  (:class:`GumbelMaxPosterior`, the top-down construction), so counterfactuals on discrete
-  nodes are distributions, and continuous children of discrete parents keep exact abduction.
+* :class:`~pyrocausal.discrete.Categorical` and :class:`~pyrocausal.discrete.Bernoulli`
+  (in :mod:`pyrocausal.discrete`, importable from here too) -- discrete nodes written as
+  Gumbel-max structural equations ``x = argmax_k(logits_k(pa) + g_k)``,
+  ``g_k ~ Gumbel(0, 1)`` (Oberst and Sontag, 2019), with hand-written logits or learned ones
+  (a regression, a table per configuration of the discrete parents, or a network, chosen by
+  cross-validation). Abduction samples the noise from its exact posterior given the
+  observed category, so counterfactuals on discrete nodes are distributions, and continuous
+  children of discrete parents keep exact abduction.
 
 Inside the Pyro program every such node is a
 :class:`pyro.distributions.TransformedDistribution` of its noise, so
@@ -45,13 +47,8 @@ Example:
 from __future__ import annotations
 
 __all__ = [
-    "ArgmaxTransform",
-    "Bernoulli",
-    "Categorical",
     "CustomMechanism",
     "CustomStack",
-    "GumbelMax",
-    "GumbelMaxPosterior",
     "HandWritten",
     "MechanismTransform",
     "fit_slot",
@@ -454,7 +451,7 @@ class MechanismTransform(Transform):
 
 
 # The discrete mechanisms live in their own module; importable from here as before.
-from pyrocausal.discrete import (  # noqa: E402
+from pyrocausal.discrete import (  # noqa: E402, F401
     ArgmaxTransform,
     Bernoulli,
     Categorical,
