@@ -330,15 +330,24 @@ def _binary_report(p_hat: np.ndarray, p: np.ndarray, truth: np.ndarray, draws: i
     }
 
 
-def _run_pattern(
-    spec: Any, seen: tuple[str, ...], n: int, draws: int, seed: int, abduction: Any
-) -> dict[str, Any]:
-    rng = np.random.default_rng(seed)
+def masked_rows(
+    spec: Any, seen: tuple[str, ...], n: int, rng: np.random.Generator
+) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
+    """``n`` rows of ``spec`` with their true counterfactuals, and the evidence: the rows with
+    every column not in ``seen`` set to NaN."""
     rows, truth = spec.sample(n, rng)
     evidence = rows.copy()
     for c in evidence.columns:
         if c not in seen:
             evidence[c] = np.nan
+    return rows, truth, evidence
+
+
+def _run_pattern(
+    spec: Any, seen: tuple[str, ...], n: int, draws: int, seed: int, abduction: Any
+) -> dict[str, Any]:
+    rng = np.random.default_rng(seed)
+    rows, truth, evidence = masked_rows(spec, seen, n, rng)
     scm = spec.model()
     iv = spec.intervention if isinstance(spec.intervention, dict) else spec.intervention(rows)
     start = time.perf_counter()

@@ -56,6 +56,7 @@ from posterior_calibration import (  # noqa: E402
     _grid_draws,
     _grid_mean,
     _norm_logpdf,
+    masked_rows,
 )
 
 import pyrocausal as pc  # noqa: E402
@@ -210,11 +211,7 @@ def run_pattern(
     **query: Any,
 ) -> dict[str, Any]:
     rng = np.random.default_rng(seed)
-    rows, truth = spec.sample(n, rng)
-    evidence = rows.copy()
-    for c in evidence.columns:
-        if c not in seen:
-            evidence[c] = np.nan
+    rows, truth, evidence = masked_rows(spec, seen, n, rng)
     iv = spec.intervention if isinstance(spec.intervention, dict) else spec.intervention(rows)
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:

@@ -962,29 +962,23 @@ def interventional_query(
     if latent:
         warn_unidentified(latent, f"the distribution of {targets} under do({', '.join(iv)})",
                           supported)  # fmt: skip
+    model, info = scm, {}
     if supported and pair is not None and scm.marginal is not None:
-        rows, _ = confounded_interventional(
-            scm.marginal, pair[0], pair[1], float(iv[pair[0]]), Confounding(), num_samples, seed
+        model, info = scm.marginal, {"method": "Confounding", "rho": Confounding().bounds}
+        doing, _ = confounded_interventional(
+            model, pair[0], pair[1], float(iv[pair[0]]), Confounding(), num_samples, seed
         )
-        seeing = scm.marginal.sample(num_samples, seed=seed)
-        index = pd.MultiIndex.from_product([[0], range(num_samples)], names=["row", "draw"])
-        return CausalQueryResult(
-            "interventional",
-            rows.set_axis(index),
-            factual=seeing.set_axis(index),
-            intervention=dict(intervention),
-            discrete=tuple(k for k in scm.marginal.graph.nodes if _is_discrete(scm.marginal, k)),
-            info={"method": "Confounding", "rho": Confounding().bounds},
-        )
-    doing = scm.do(intervention).sample(num_samples, seed=seed)
-    seeing = scm.sample(num_samples, seed=seed)
+    else:
+        doing = scm.do(intervention).sample(num_samples, seed=seed)
+    seeing = model.sample(num_samples, seed=seed)
     index = pd.MultiIndex.from_product([[0], range(num_samples)], names=["row", "draw"])
     return CausalQueryResult(
         "interventional",
         doing.set_axis(index),
         factual=seeing.set_axis(index),
         intervention=dict(intervention),
-        discrete=tuple(k for k in scm.graph.nodes if _is_discrete(scm, k)),
+        discrete=tuple(k for k in model.graph.nodes if _is_discrete(model, k)),
+        info=info,
     )
 
 

@@ -124,6 +124,7 @@ def fit_slot(
     value: Tensor,
     params: Sequence[nn.Parameter] | None = None,
     max_iter: int = 100,
+    loss: Callable[[], Tensor] | None = None,
 ) -> bool:
     """Maximum likelihood of one node's parameters by L-BFGS; ``False`` (and the start kept)
     when it fails or leaves non-finite values.
@@ -135,17 +136,23 @@ def fit_slot(
         value: The node's values.
         params: The parameters to fit (default: every trainable one of ``slot``).
         max_iter: L-BFGS iterations.
+        loss: The objective (default: the mean negative log-likelihood of ``value``).
     """
     params = [p for p in slot.parameters() if p.requires_grad] if params is None else params
     if not params:
         return True
     optimizer = torch.optim.LBFGS(params, max_iter=max_iter, line_search_fn="strong_wolfe")
 
+    def nll() -> Tensor:
+        return -spec.distribution(slot, parents, value.shape).log_prob(value).mean()
+
+    objective = loss if loss is not None else nll
+
     def closure() -> Tensor:
         optimizer.zero_grad()
-        loss = -spec.distribution(slot, parents, value.shape).log_prob(value).mean()
-        loss.backward()
-        return loss
+        total = objective()
+        total.backward()
+        return total
 
     start = {k: v.detach().clone() for k, v in slot.state_dict().items()}
     with torch.enable_grad():

@@ -313,27 +313,14 @@ def _fit_design(
     """L-BFGS on one design's parameters (a weak N(0, 10^2) prior keeps separable
     configurations finite)."""
     params = _design_params(slot, design)
-    optimizer = torch.optim.LBFGS(params, max_iter=200, line_search_fn="strong_wolfe")
     n = len(value)
 
-    def closure() -> Tensor:
-        optimizer.zero_grad()
+    def loss() -> Tensor:
         logits = spec.category_logits_of(slot, parents, design)
         nll = -GumbelMax(logits).log_prob(value).mean()
-        penalty = sum((p**2).sum() for p in params) / (2 * 100.0 * n)
-        loss = nll + penalty
-        loss.backward()
-        return loss
+        return nll + sum((p**2).sum() for p in params) / (2 * 100.0 * n)
 
-    start = {k: v.detach().clone() for k, v in slot.state_dict().items()}
-    with torch.enable_grad():
-        try:
-            optimizer.step(closure)
-            ok = all(bool(torch.isfinite(p).all()) for p in params)
-        except (RuntimeError, ValueError):
-            ok = False
-    if not ok:
-        slot.load_state_dict(start)
+    fit_slot(spec, slot, parents, value, params, max_iter=200, loss=loss)
 
 
 def _cross_validate(
