@@ -171,7 +171,9 @@ def cmd_do(args: argparse.Namespace) -> None:
     scm = _load(args.model, args.device)
     intervention = parse_assignments(args.set)
     if args.samples is not None:  # a CausalQueryResult: summary with highest-density intervals
-        result = scm.do(intervention).query(num_samples=args.samples, seed=args.seed)
+        result = scm.do(intervention).query(
+            num_samples=args.samples, seed=args.seed, fit_uncertainty=args.fit_uncertainty
+        )
         if args.output:
             _write(result.samples, args.output, "interventional samples")
         print(f"do({', '.join(args.set)}), {args.samples} draws, {args.hdi:g} HDI")
@@ -197,8 +199,21 @@ def cmd_counterfactual(args: argparse.Namespace) -> None:
     scm = _load(args.model, args.device)
     factual = pd.read_csv(args.factual)
     if args.samples is not None:  # posterior draws; empty cells are unobserved
+        from pyrocausal.inference.sensitivity import Confounding
+
+        rho = args.rho
+        if rho is not None and len(rho) > 2:
+            raise SystemExit(f"--rho takes one value or a range LOW HIGH, got {rho}")
+        confounding = (
+            None if rho is None else Confounding(rho=rho[0] if len(rho) == 1 else tuple(rho))
+        )
         result = scm.counterfactual(
-            factual, parse_assignments(args.set), num_samples=args.samples, seed=args.seed
+            factual,
+            parse_assignments(args.set),
+            num_samples=args.samples,
+            seed=args.seed,
+            confounding=confounding,
+            fit_uncertainty=args.fit_uncertainty,
         )
         if args.output:
             _write(result.samples, args.output, "counterfactual samples")
@@ -407,6 +422,12 @@ def _query_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--hdi", type=float, default=0.9, help="probability of the summary's HDI (default 0.9)"
     )
+    p.add_argument(
+        "--fit-uncertainty",
+        choices=("mechanisms", "none"),
+        default="mechanisms",
+        help="average over near-tied mechanism choices (default) or use the chosen model alone",
+    )
 
 
 def _devices_option(p: argparse.ArgumentParser, units: str) -> None:
@@ -488,6 +509,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", required=True, metavar="NODE=VALUE")
     p.add_argument("-o", "--output", help="CSV file (default: print)")
     _query_options(p)
+    p.add_argument(
+        "--rho",
+        type=float,
+        nargs="+",
+        metavar="RHO",
+        help="a latent confounder's sensitivity range: LOW HIGH (or one value); see README, "
+        "'Latent confounders'",
+    )
     common(p)
     p.set_defaults(func=cmd_counterfactual)
 

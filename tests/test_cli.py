@@ -2,9 +2,11 @@
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
+import pyrocausal as pc
 from pyrocausal.cli import main, parse_assignments
 
 
@@ -172,3 +174,26 @@ def test_graph_file_declares_latent_nodes_and_per_node_mechanisms(tmp_path, caps
     bad.write_text("a: []\nlatent: [a]\n")
     assert main(["fit", str(data), "--graph", str(bad), "--quiet"]) == 2
     assert "under 'parents'" in capsys.readouterr().err
+
+
+def test_counterfactual_takes_a_sensitivity_range_and_fit_uncertainty(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    h = rng.normal(size=800)
+    t = (rng.logistic(size=800) + 2 * h > 0).astype(float)
+    data = pd.DataFrame({"t": t, "y": 2 * t + h + t * h + 0.5 * rng.normal(size=800)})
+    graph = pc.CausalGraph({"h": [], "t": ["h"], "y": ["t", "h"]}, latent=["h"])
+    scm = pc.SCM(graph, {"t": pc.Bernoulli()})
+    scm.fit(data, epochs=3, progress=False, seed=0)
+    scm.save(tmp_path / "c.pt")
+    pd.DataFrame({"t": [1.0], "y": [3.0]}).to_csv(tmp_path / "rows.csv", index=False)
+    base = ["counterfactual", str(tmp_path / "c.pt"), "--factual", str(tmp_path / "rows.csv"),
+            "--set", "t=0", "--samples", "100"]  # fmt: skip
+    out = tmp_path / "draws.csv"
+    assert main([*base, "--rho", "0.5", "0.9", "--fit-uncertainty", "none", "-o", str(out)]) == 0
+    narrow = pd.read_csv(out)["y"]
+    with pytest.warns(pc.UnidentifiedQueryWarning):
+        assert main([*base, "-o", str(out)]) == 0
+    wide = pd.read_csv(out)["y"]
+    assert np.ptp(narrow) < 0.6 * np.ptp(wide)
+    with pytest.raises(SystemExit, match="--rho takes one value or a range"):
+        main([*base, "--rho", "0.1", "0.2", "0.3"])
