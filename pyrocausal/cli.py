@@ -426,7 +426,8 @@ def _query_options(p: argparse.ArgumentParser) -> None:
         "--fit-uncertainty",
         choices=("mechanisms", "none"),
         default="mechanisms",
-        help="average over near-tied mechanism choices (default) or use the chosen model alone",
+        help="average over near-tied mechanism choices (default) or use the chosen model alone "
+        "(a saved model has no training rows for 'bootstrap')",
     )
 
 

@@ -424,7 +424,7 @@ def test_queries_average_over_near_ties_and_can_switch_it_off(near_tie, tmp_path
     alone = scm.counterfactual(rows, {"x2": 0.0}, num_samples=200, seed=0, fit_uncertainty="none")
     assert "fit_uncertainty" not in alone.info
     with pytest.raises(ValueError, match="fit_uncertainty must be"):
-        scm.counterfactual(rows, {"x2": 0.0}, num_samples=10, fit_uncertainty="bootstrap")
+        scm.counterfactual(rows, {"x2": 0.0}, num_samples=10, fit_uncertainty="jackknife")
     ate = scm.ate("x3", {"x1": 1.0}, {"x1": 0.0}, num_samples=2000, seed=0)
     assert ate.members is not None and len(ate.members) == 1 + len(scm.alternatives)
     assert scm.do({"x1": 1.0}).query(100, seed=0).info["fit_uncertainty"] == "mechanisms"
@@ -433,3 +433,25 @@ def test_queries_average_over_near_ties_and_can_switch_it_off(near_tie, tmp_path
     torch.testing.assert_close(again.alternative_weights, scm.alternative_weights)
     b = again.counterfactual(rows, {"x2": 0.0}, num_samples=200, seed=0)
     pd.testing.assert_frame_equal(pooled.samples, b.samples)
+
+
+def test_bootstrap_fit_uncertainty_widens_a_small_data_answer(tmp_path):
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=40)
+    data = pd.DataFrame({"a": a, "b": 2 * a + rng.normal(size=40)})
+    scm = pc.SCM({"a": [], "b": ["a"]}, mechanisms="linear")
+    scm.fit(data, progress=False, seed=0)
+    known = pd.DataFrame({"a": [1.0], "b": [1.5]})  # everything observed: one fit is a point
+    alone = scm.counterfactual(known, {"a": 3.0}, num_samples=200, seed=0, fit_uncertainty="none")
+    assert float(alone.samples["b"].std()) < 1e-5
+    pooled = scm.counterfactual(known, {"a": 3.0}, num_samples=200, seed=0,
+                                fit_uncertainty="bootstrap")  # fmt: skip
+    assert pooled.info["members"] == 10 and pooled.info["fit_uncertainty"] == "bootstrap"
+    assert float(pooled.samples["b"].std()) > 0.05  # the slope's uncertainty, times 2 units
+    ate = scm.ate("b", {"a": 1.0}, {"a": 0.0}, num_samples=500, seed=0, fit_uncertainty="bootstrap")
+    assert len(ate.members) == 10 and ate.se > 0.05
+    scm.save(tmp_path / "m.pt")
+    with pytest.raises(ValueError, match="a loaded or unfitted model does not have"):
+        pc.SCM.load(tmp_path / "m.pt").counterfactual(
+            known, {"a": 3.0}, num_samples=20, fit_uncertainty="bootstrap"
+        )
