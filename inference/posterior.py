@@ -81,8 +81,7 @@ from pyrocausal.inference.sensitivity import (
     Confounding,
     confounded_counterfactual,
     confounded_interventional,
-    confounder_pair,
-    latent_dependence,
+    latent_confounding,
     warn_unidentified,
 )
 from pyrocausal.inference.training import History, split_holdout, train_mle
@@ -864,10 +863,9 @@ def _confounded(
     """Warn when a counterfactual depends on a learned latent node; ``(treatment, outcome,
     assumption)`` when the sensitivity model answers it (see :mod:`.sensitivity`)."""
     targets = sorted(k for k in changed if k not in iv)
-    latent = latent_dependence(scm, targets, iv, "counterfactual")
-    pair = confounder_pair(scm, latent[0]) if len(latent) == 1 else None
+    latent, pair = latent_confounding(scm, targets, iv, "counterfactual")
     complete = bool(frame.notna().to_numpy().all())
-    supported = pair is not None and set(iv) == {pair[0]} and complete
+    supported = pair is not None and complete
     if confounding is not None and not supported:
         raise ValueError(
             "confounding= is the sensitivity model of a latent confounder of one treatment "
@@ -909,20 +907,20 @@ def _confounded_result(
         return pd.DataFrame({k: np.asarray(v).T.reshape(-1) for k, v in values.items()}, index)
 
     factual = {c: np.broadcast_to(frame[c].to_numpy(np.float64), draws[c].shape) for c in frame}
-    rho = np.broadcast_to(confounding.draws(num_samples)[:, None], draws[outcome].shape)
+    rho = confounding.draws(num_samples)
     return CausalQueryResult(
         "counterfactual",
         framed(draws),
         factual=framed(factual),
         evidence=frame,
         intervention=dict(intervention),
-        stats={"rho": (("draw",), confounding.draws(num_samples))},
+        stats={"rho": (("draw",), rho)},
         discrete=tuple(k for k in marginal.graph.nodes if _is_discrete(marginal, k)),
         info={
             "method": "Confounding",
             "rho": confounding.bounds,
             "seconds": time.perf_counter() - start,
-            "draws_per_rho": int(np.unique(rho[:, 0]).size),
+            "distinct_rho": int(np.unique(rho).size),
         },
     )
 
@@ -956,9 +954,8 @@ def interventional_query(
         raise ValueError(f"num_samples must be at least 1, got {num_samples}")
     iv = check_intervention(intervention, scm.graph)
     targets = sorted(set().union(*(scm.graph.descendants(k) for k in iv)) - set(iv))
-    latent = latent_dependence(scm, targets, iv, "interventional")
-    pair = confounder_pair(scm, latent[0]) if len(latent) == 1 else None
-    supported = pair is not None and set(iv) == {pair[0]} and not callable(iv[pair[0]])
+    latent, pair = latent_confounding(scm, targets, iv, "interventional")
+    supported = pair is not None and not callable(iv[pair[0]])
     if latent:
         warn_unidentified(latent, f"the distribution of {targets} under do({', '.join(iv)})",
                           supported)  # fmt: skip

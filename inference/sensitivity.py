@@ -51,6 +51,7 @@ __all__ = [
     "confounded_interventional",
     "marginal_structure",
     "confounder_pair",
+    "latent_confounding",
     "latent_dependence",
     "warn_unidentified",
 ]
@@ -216,6 +217,18 @@ def confounder_pair(scm: SCM, latent: str) -> tuple[str, str] | None:
     return t, y
 
 
+def latent_confounding(
+    scm: SCM, targets: Iterable[str], intervened: Iterable[str], kind: str
+) -> tuple[list[str], tuple[str, str] | None]:
+    """The learned latent nodes a query depends on (:func:`latent_dependence`), and the
+    ``(treatment, outcome)`` pair of :func:`confounder_pair` when there is one such node and
+    the query intervenes on that treatment alone (the case :class:`Confounding` answers)."""
+    intervened = set(intervened)
+    latent = latent_dependence(scm, targets, intervened, kind)
+    pair = confounder_pair(scm, latent[0]) if len(latent) == 1 else None
+    return latent, pair if pair is not None and intervened == {pair[0]} else None
+
+
 def marginal_structure(graph: Any, mechanisms: Any) -> tuple[dict[str, list[str]], Any]:
     """The graph and mechanisms of the observed nodes alone (latent nodes removed).
 
@@ -370,21 +383,16 @@ def confounded_counterfactual(
     index = _treatment_index(scm, treatment, values)
     index_cf = _treatment_index(scm, treatment, cf_values)
     e = _noise(scm, outcome, values)
-    rhos = confounding.grid(grid) if confounding.bounds[0] < confounding.bounds[1] else None
-    rho_grid = rhos if rhos is not None else np.array([confounding.bounds[0]])
+    rho_grid = np.unique(confounding.grid(grid))  # one value for a single rho
     e_cf = _cf_noise(
         e[None], t[None], t_cf[None], index[None], index_cf[None], rho_grid[:, None], binary
     )  # (R, n)
     answers = np.stack([_value(scm, outcome, cf_values, row) for row in e_cf])  # (R, n)
-    draws = confounding.draws(num_samples)
-    if len(rho_grid) == 1:
-        y_cf = np.broadcast_to(answers[0], (num_samples, n))
-    else:
-        position = np.interp(draws, rho_grid, np.arange(len(rho_grid)))
-        lo = np.floor(position).astype(int)
-        hi = np.minimum(lo + 1, len(rho_grid) - 1)
-        w = (position - lo)[:, None]
-        y_cf = (1 - w) * answers[lo] + w * answers[hi]
+    position = np.interp(confounding.draws(num_samples), rho_grid, np.arange(len(rho_grid)))
+    lo = np.floor(position).astype(int)
+    hi = np.minimum(lo + 1, len(rho_grid) - 1)
+    w = (position - lo)[:, None]
+    y_cf = (1 - w) * answers[lo] + w * answers[hi]
     out = {c: np.broadcast_to(frame[c].to_numpy(np.float64), (num_samples, n)) for c in frame}
     out[treatment] = np.broadcast_to(t_cf, (num_samples, n))
     out[outcome] = np.asarray(y_cf)
@@ -443,8 +451,7 @@ def confounded_ate(
     Each ``rho`` uses the same ``num_samples`` draws of ``v`` and of ``y``'s other parents
     (common random numbers). Returns ``(rhos, ates)``.
     """
-    low, high = confounding.bounds
-    rhos = confounding.grid(grid) if low < high else np.array([low])
+    rhos = np.unique(confounding.grid(grid))  # one value for a single rho
     ates = []
     for rho in rhos:
         fixed = Confounding(rho=float(rho))

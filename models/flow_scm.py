@@ -1288,15 +1288,14 @@ class SCM(nn.Module):
         from pyrocausal.results import ATEResult
 
         arms = set(treatment) | set(control)
-        latent = sens.latent_dependence(self, [target], arms, "interventional")
+        latent, pair = sens.latent_confounding(self, [target], arms, "interventional")
         if not latent:
             return None
-        pair = sens.confounder_pair(self, latent[0]) if len(latent) == 1 else None
         levels = [arm.get(pair[0]) if pair else None for arm in (treatment, control)]
         supported = (
             pair is not None
             and pair[1] == target
-            and set(treatment) == set(control) == {pair[0]}
+            and set(treatment) == set(control)
             and all(isinstance(v, int | float) for v in levels)
         )
         sens.warn_unidentified(latent, f"the ATE on {target!r}", supported)
