@@ -113,6 +113,7 @@ PEERS = ("causalflows-maf", "causalflows-nsf", "dowhy-gcm")
 # same rows agree to ~1e-7 (collider_linear: ratio 1.00000006), which is a tie, not a loss.
 TIE = 1e-3
 QUICK_SCMS = ("chain_linear", "triangle_nonlinear", "vaca_triangle_nonadditive")
+RANDOM_POOLS = ("random-tune", "random-eval")  # pyrocausal.datasets.POOLS
 METRICS = ("cf_rmse", "ate_rmse", "obs_mmd", "int_mmd", "loglik", "fit_seconds", "cf_ms_per_1000")
 QUANTILES = (0.25, 0.5, 0.75)
 CF_REPEATS = 5  # interleaved timing rounds of every counterfactual query; the fastest counts
@@ -536,6 +537,9 @@ def evaluate(adapter: Adapter, task: Task) -> dict[str, Any]:
                 "quantile": QUANTILES[q],
                 "value": v,
                 "cf_rmse": _finite_or_none(rmse),  # None: x_k has no descendants
+                "cf_rmse_per_target": {
+                    t: float(np.sqrt(np.mean(err[:, i] ** 2))) for i, t in enumerate(desc)
+                },
                 "int_mmd": int_mmd,
             }
         )
@@ -703,10 +707,13 @@ def summarize(table: dict[str, dict[str, dict[str, Any]]], pyro: str = "pyrocaus
         return float(np.exp(np.mean(np.log(list(d.values()))))) if d else None
 
     worst = max(ratios, key=lambda s: ratios[s]["ratio"]) if ratios else None
+    values = [r["ratio"] for r in ratios.values()]
     return {
         "library": pyro,
         "cf_rmse_le_best_peer_fraction": float(np.mean(wins)) if wins else None,
         "cf_rmse_le_best_peer_count": f"{sum(wins)}/{len(wins)}",
+        "median_cf_ratio_vs_best_peer": float(np.median(values)) if values else None,
+        "p90_cf_ratio_vs_best_peer": float(np.quantile(values, 0.9)) if values else None,
         "max_cf_ratio_vs_best_peer": ratios[worst]["ratio"] if worst else None,
         "max_cf_ratio_scm": worst,
         "cf_ratio_vs_best_peer": ratios,
@@ -716,6 +723,40 @@ def summarize(table: dict[str, dict[str, dict[str, Any]]], pyro: str = "pyrocaus
         "cf_time_ratio_vs_causalflows_maf_max": max(cf_r.values()) if cf_r else None,
         "fit_time_ratio_per_scm": fit_r,
         "cf_time_ratio_per_scm": cf_r,
+    }
+
+
+def family_breakdown(runs: list[dict[str, Any]], truths: dict[str, Any], pyro: str) -> dict:
+    """Which mechanism families lose: per family of the *target* node, ``pyro``'s per-target
+    counterfactual RMSE over that of the SCM's best peer (same seed, same queries).
+
+    Returns ``{family: {"n", "median_ratio", "p90_ratio", "loss_fraction"}}`` where ``n``
+    counts (SCM, seed, query, target) cells and a loss is a ratio above ``1 + TIE``.
+    """
+    by_task: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
+    for run in runs:
+        if "metrics" in run:
+            by_task.setdefault((run["scm"], run["seed"]), {})[run["library"]] = run["metrics"]
+    cells: dict[str, list[float]] = {}
+    for (scm, _seed), libs in by_task.items():
+        peers = {k: v for k, v in libs.items() if k in PEERS}
+        if pyro not in libs or not peers:
+            continue
+        best = min(peers, key=lambda k: peers[k]["cf_rmse"])
+        families = truths[scm].families
+        for ours, theirs in zip(libs[pyro]["queries"], peers[best]["queries"]):
+            for target, err in ours["cf_rmse_per_target"].items():
+                ref = theirs["cf_rmse_per_target"][target]
+                if ref > 0:
+                    cells.setdefault(families[target], []).append(err / ref)
+    return {
+        family: {
+            "n": len(r),
+            "median_ratio": float(np.median(r)),
+            "p90_ratio": float(np.quantile(r, 0.9)),
+            "loss_fraction": float(np.mean(np.asarray(r) > 1 + TIE)),
+        }
+        for family, r in sorted(cells.items())
     }
 
 
@@ -739,7 +780,8 @@ def markdown(result: dict[str, Any]) -> str:
     }
     cfg = result["config"]
     lines = [
-        f"# SCM suite benchmark ({result['date']})",
+        f"# SCM suite benchmark ({result['date']})"
+        + ("" if cfg.get("pool", "literature") == "literature" else f": pool {cfg['pool']}"),
         "",
         f"Machine: {result['machine']}. Seeds: {cfg['seeds']}. Samples per SCM: "
         f"{cfg['n_samples']} (80/10/10). Budget: epochs={cfg['epochs']}, "
@@ -756,6 +798,20 @@ def markdown(result: dict[str, Any]) -> str:
     for summary in result["summary"]:
         lines += _summary_lines(summary)
     lines.append("")
+    for lib, families in result.get("families", {}).items():
+        lines += [
+            f"Per target family, {lib}'s per-target CF RMSE / the best peer's "
+            "(median, 90th percentile, share of cells lost):",
+            "",
+            "| family of the target | cells | median | p90 | lost |",
+            "|---|---|---|---|---|",
+        ]
+        for family, f in families.items():
+            lines.append(
+                f"| {family} | {f['n']} | {f['median_ratio']:.2f} | {f['p90_ratio']:.2f} | "
+                f"{f['loss_fraction']:.0%} |"
+            )
+        lines.append("")
     lines.append(f"ChiRho cross-check: {_chirho_line(result['chirho'])}")
     lines.append("")
     for metric, title in titles.items():
@@ -785,7 +841,9 @@ def _summary_lines(s: dict[str, Any]) -> list[str]:
     return [
         f"- **{s['library']}**: CF RMSE ≤ best peer (ties within {TIE:.1%} count) on "
         f"{s['cf_rmse_le_best_peer_count']} SCMs "
-        f"({r(s['cf_rmse_le_best_peer_fraction'])}); max ratio to best peer "
+        f"({r(s['cf_rmse_le_best_peer_fraction'])}); ratio to best peer: median "
+        f"{r(s.get('median_cf_ratio_vs_best_peer'))}, 90th percentile "
+        f"{r(s.get('p90_cf_ratio_vs_best_peer'))}, max "
         f"{r(s['max_cf_ratio_vs_best_peer'])} ({s['max_cf_ratio_scm']}); fit time / "
         f"causalflows-maf {r(s['fit_time_ratio_vs_causalflows_maf_geomean'])} (geo-mean, max "
         f"{r(s['fit_time_ratio_vs_causalflows_maf_max'])}); CF query time / causalflows-maf "
@@ -866,13 +924,33 @@ def _fit_defaults() -> dict[str, Any]:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="few SCMs, 1 seed, few epochs")
-    p.add_argument("--scms", help="comma-separated SCM names (default: all)")
-    p.add_argument("--seeds", help="comma-separated seeds (default 0,1,2; quick: 0)")
-    p.add_argument("--epochs", type=int, help="max epochs for every flow (default 60; quick 20)")
+    p.add_argument("--scms", help="comma-separated SCM names (default: all of the pool)")
+    p.add_argument(
+        "--pool",
+        choices=("literature", *RANDOM_POOLS),
+        default="literature",
+        help="the 17 literature SCMs (default), or a pool of random SCMs: random-tune (seeds "
+        "0-49, for developing defaults) or random-eval (seeds 1000+, never tuned on)",
+    )
+    p.add_argument("--count", type=int, help="random pools: the first COUNT SCMs (default 50)")
+    p.add_argument(
+        "--families", help="random pools: comma-separated mechanism families (default: all)"
+    )
+    p.add_argument("--nodes", help="random pools: nodes per SCM, N or LOW-HIGH (default 3-10)")
+    p.add_argument(
+        "--seeds", help="comma-separated data seeds (default 0,1,2; random pools and quick: 0)"
+    )
+    p.add_argument(
+        "--epochs",
+        type=int,
+        help="max epochs of every flow (default 60, random pools 100, quick 20)",
+    )
     p.add_argument("--batch-size", type=int, help="default: pyrocausal.SCM.fit's")
     p.add_argument("--lr", type=float, help="default: pyrocausal.SCM.fit's")
     p.add_argument("--patience", type=int, help="default: pyrocausal.SCM.fit's")
-    p.add_argument("--n-samples", type=int, help="rows per SCM (default 10000; quick 2000)")
+    p.add_argument(
+        "--n-samples", type=int, help="rows per SCM (default 10000, random pools 5000, quick 2000)"
+    )
     p.add_argument("--n-eval", type=int, help="rows per MMD / CF query (default 1000; quick 500)")
     p.add_argument("--n-ate", type=int, help="draws per ATE estimate (default 10000; quick 2000)")
     p.add_argument(
@@ -901,20 +979,46 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the benchmark; returns the result dictionary that is also written as JSON."""
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    from pyrocausal.datasets import list_scms, load_scm
+    from pyrocausal.datasets import list_scms, load_scm, random_pool
 
     quick = args.quick
-    scms = args.scms.split(",") if args.scms else list(QUICK_SCMS) if quick else list_scms()
-    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [0] if quick else [0, 1, 2]
+    pool = args.pool
+    truths: dict[str, Any] = {}
+    if pool == "literature":
+        if args.count or args.families or args.nodes:
+            raise SystemExit("--count, --families and --nodes apply to random pools only")
+        scms = args.scms.split(",") if args.scms else list(QUICK_SCMS) if quick else list_scms()
+        truths = {name: load_scm(name) for name in scms}
+    else:
+        kwargs: dict[str, Any] = {}
+        if args.families:
+            kwargs["families"] = args.families.split(",")
+        if args.nodes:
+            low, _, high = args.nodes.partition("-")
+            kwargs["nodes"] = (int(low), int(high or low))
+        truths = {t.name: t for t in random_pool(pool, args.count or 50, **kwargs)}
+        scms = args.scms.split(",") if args.scms else list(truths)
+        unknown = sorted(set(scms) - set(truths))
+        if unknown:
+            raise SystemExit(f"--scms {unknown} are not in the first SCMs of {pool}")
+    random = pool != "literature"
+    seeds = (
+        [int(s) for s in args.seeds.split(",")]
+        if args.seeds
+        else [0]
+        if quick or random
+        else [0, 1, 2]
+    )
     defaults = {"batch_size": 512, "lr": 3e-3, "patience": 30, **_fit_defaults()}
     config = {
+        "pool": pool,
         "scms": scms,
         "seeds": seeds,
-        "epochs": args.epochs or (20 if quick else 60),
+        "epochs": args.epochs or (20 if quick else 100 if random else 60),
         "batch_size": args.batch_size or defaults["batch_size"],
         "lr": args.lr or defaults["lr"],
         "patience": args.patience if args.patience is not None else defaults["patience"],
-        "n_samples": args.n_samples or (2000 if quick else 10_000),
+        "n_samples": args.n_samples or (2000 if quick else 5000 if random else 10_000),
         "n_eval": args.n_eval or (500 if quick else 1000),
         "n_ate": args.n_ate or (2000 if quick else 10_000),
         "device": args.device,
@@ -922,6 +1026,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "dowhy_rows": args.dowhy_rows,
         "quick": quick,
     }
+    if random:
+        config["families"] = args.families.split(",") if args.families else "all"
+        config["nodes"] = args.nodes or "3-10"
     libraries = [s for s in args.libraries.split(",") if s]
     libraries += [f"pyrocausal-{v}" for v in args.variants.split(",") if v]
     notes: list[str] = []
@@ -938,9 +1045,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     runs: list[dict[str, Any]] = []
     chirho: dict[str, Any] = {}
     t_start = time.perf_counter()
-    libraries = _warm_up(libraries, load_scm(scms[0]), args.device, notes)
+    libraries = _warm_up(libraries, truths[scms[0]], args.device, notes)
     for name in scms:
-        truth = load_scm(name)
+        truth = truths[name]
         for seed in seeds:
             task = Task(truth, seed, config["n_samples"], config["n_eval"], config["n_ate"])
             budget = {k: config[k] for k in ("epochs", "batch_size", "lr", "patience")}
@@ -989,7 +1096,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 + ", ".join(f"{lib} {ms:.1f}" for lib, ms in times.items()),
                 flush=True,
             )
-        _write_partial(Path(args.out), quick, config, runs, chirho)
+        _write_partial(Path(args.out), config, runs, chirho)
     table = aggregate(runs)
     pyro_libs = [lb for lb in libraries if lb.startswith("pyrocausal")]
     result = {
@@ -1006,9 +1113,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "runs": runs,
         "total_seconds": time.perf_counter() - t_start,
     }
+    if random:
+        result["scm_families"] = {n: dict(truths[n].families) for n in scms}
+        result["scm_descriptions"] = {n: truths[n].description for n in scms}
+        result["families"] = {lb: family_breakdown(runs, truths, lb) for lb in pyro_libs}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = "scm_suite_quick" if quick else "scm_suite"
+    stem = _stem(config)
     (out / f"{stem}.json").write_text(json.dumps(result, indent=1, default=_json_default))
     (out / f"{stem}.md").write_text(markdown(result))
     (out / f"{stem}.partial.json").unlink(missing_ok=True)
@@ -1019,12 +1130,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     return result
 
 
-def _write_partial(
-    out: Path, quick: bool, config: dict[str, Any], runs: list[dict], chirho: dict
-) -> None:
+def _stem(config: dict[str, Any]) -> str:
+    """``scm_suite[_random_tune|_random_eval][_quick]``."""
+    pool = config.get("pool", "literature")
+    middle = "" if pool == "literature" else "_" + pool.replace("-", "_")
+    return f"scm_suite{middle}{'_quick' if config['quick'] else ''}"
+
+
+def _write_partial(out: Path, config: dict[str, Any], runs: list[dict], chirho: dict) -> None:
     """Runs so far, after every SCM, so a long run that is stopped still leaves its numbers."""
     out.mkdir(parents=True, exist_ok=True)
-    stem = "scm_suite_quick" if quick else "scm_suite"
+    stem = _stem(config)
     blob = {"config": config, "table": aggregate(runs), "chirho": chirho, "runs": runs}
     (out / f"{stem}.partial.json").write_text(json.dumps(blob, indent=1, default=_json_default))
 

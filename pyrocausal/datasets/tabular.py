@@ -970,7 +970,7 @@ _register(
 
 # ---------------------------------------------------------------------- public lookup
 def load_scm(name: str) -> SyntheticSCM:
-    """The registered SCM called ``name``.
+    """The registered SCM called ``name``, or ``"random-<seed>"`` for :func:`random_scm(seed)`.
 
     Example:
         >>> load_scm("triangle_nonlinear").graph.nodes
@@ -980,6 +980,10 @@ def load_scm(name: str) -> SyntheticSCM:
         ...
         ValueError: unknown SCM 'triangle_nonlinaer'; did you mean 'triangle_nonlinear'? ...
     """
+    if isinstance(name, str) and name.startswith("random-") and name[7:].isdigit():
+        from pyrocausal.datasets.random_scm import random_scm
+
+        return random_scm(int(name[7:]))
     try:
         return SCMS[name]
     except (KeyError, TypeError):

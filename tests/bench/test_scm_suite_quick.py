@@ -100,3 +100,89 @@ def test_quick_run_on_chain_linear(tmp_path):
         assert chirho["max_abs_diff"] < 1e-3
     else:
         assert chirho["status"] == "skipped"
+
+
+@pytest.mark.parametrize(
+    "family", ["linear", "additive", "heteroscedastic", "nonadditive", "multiplicative"]
+)
+def test_two_random_scms_of_each_family_run_through_the_harness(tmp_path, family):
+    from pyrocausal.datasets import random_scm
+
+    result = suite.main(
+        [
+            "--quick",
+            "--pool",
+            "random-tune",
+            "--count",
+            "2",
+            "--families",
+            family,
+            "--nodes",
+            "3",
+            "--epochs",
+            "4",
+            "--n-samples",
+            "800",
+            "--n-eval",
+            "150",
+            "--n-ate",
+            "300",
+            "--libraries",
+            "pyrocausal",
+            "--no-chirho",
+            "--no-plot",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    written = json.loads((tmp_path / "scm_suite_random_tune_quick.json").read_text())
+    assert written["config"]["pool"] == "random-tune" and written["config"]["families"] == [family]
+    assert written["config"]["scms"] == ["random-0", "random-1"] == list(written["table"])
+    for name, families in written["scm_families"].items():
+        assert {f for f in families.values() if f != "root"} == {family}
+        truth = random_scm(int(name.split("-")[1]), nodes=3, families=[family])
+        (run,) = [r for r in written["runs"] if r["scm"] == name]
+        assert "error" not in run, run.get("error")
+        for query in run["metrics"]["queries"]:
+            desc = truth.graph.descendants(query["node"])
+            assert set(query["cf_rmse_per_target"]) == desc
+            # standardized units: a fitted model is far closer than the spread of the data
+            assert all(0.0 <= e < 1.0 for e in query["cf_rmse_per_target"].values()), query
+    assert result["families"] == {"pyrocausal": {}}  # no peer ran: nothing to compare with
+
+
+def test_family_breakdown_and_ratio_distribution():
+    def run(scm, lib, errors):
+        queries = [{"cf_rmse_per_target": errors}]
+        return {"scm": scm, "seed": 0, "library": lib, "metrics": {"queries": queries}}
+
+    class Truth:
+        def __init__(self, families):
+            self.families = families
+
+    truths = {"a": Truth({"x2": "additive", "x3": "linear"}), "b": Truth({"x2": "additive"})}
+    runs = [
+        run("a", "pyrocausal", {"x2": 0.2, "x3": 0.1}),
+        run("a", "dowhy-gcm", {"x2": 0.1, "x3": 0.1}),
+        run("a", "causalflows-maf", {"x2": 0.4, "x3": 0.4}),
+        run("b", "pyrocausal", {"x2": 0.05}),
+        run("b", "causalflows-maf", {"x2": 0.1}),
+    ]
+    for r in runs:
+        errors = list(r["metrics"]["queries"][0]["cf_rmse_per_target"].values())
+        r["metrics"]["cf_rmse"] = float(np.mean(errors))
+    out = suite.family_breakdown(runs, truths, "pyrocausal")
+    # a: best peer dowhy (0.1 mean) -> x2 ratio 2.0, x3 ratio 1.0; b: x2 ratio 0.5
+    assert out["additive"]["n"] == 2 and out["additive"]["median_ratio"] == pytest.approx(1.25)
+    assert out["additive"]["loss_fraction"] == pytest.approx(0.5)
+    assert out["linear"] == {"n": 1, "median_ratio": 1.0, "p90_ratio": 1.0, "loss_fraction": 0.0}
+
+    table = {
+        s: {"pyrocausal": {"cf_rmse": {"mean": m}}, "dowhy-gcm": {"cf_rmse": {"mean": 1.0}}}
+        for s, m in (("a", 0.5), ("b", 0.9), ("c", 1.5))
+    }
+    summary = suite.summarize(table)
+    assert summary["cf_rmse_le_best_peer_count"] == "2/3"
+    assert summary["median_cf_ratio_vs_best_peer"] == pytest.approx(0.9)
+    assert summary["max_cf_ratio_vs_best_peer"] == pytest.approx(1.5)
+    assert summary["p90_cf_ratio_vs_best_peer"] == pytest.approx(1.38)
