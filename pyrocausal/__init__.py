@@ -23,6 +23,7 @@ from pyrocausal.mechanisms import (
     LinearGaussian,
     LocationScale,
     Mechanism,
+    PostNonlinear,
 )
 from pyrocausal.models import SCM, InterventionalSCM, SCMEnsemble
 from pyrocausal.progress import get_progress, set_progress
@@ -50,6 +51,7 @@ __all__ = [
     "InterventionalSCM",
     "LinearGaussian",
     "LocationScale",
+    "PostNonlinear",
     "Mechanism",
     "SCMEnsemble",
     "TrainingDivergedError",

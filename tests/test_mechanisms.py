@@ -18,6 +18,8 @@ from pyrocausal.mechanisms import Auto, SinhArcsinhTransform, beats, mechanism_f
         pc.AdditiveNoise(),
         pc.LocationScale(),
         pc.LocationScale(noise_shape="sinh-arcsinh"),
+        pc.PostNonlinear(),
+        pc.PostNonlinear(noise_shape="sinh-arcsinh"),
         pc.LinearGaussian(degree=2),
     ],
 )
@@ -266,3 +268,35 @@ def test_the_challenge_rule_is_signed():
     assert beats(slightly_worse, incumbent, -0.5)
     assert not beats(slightly_worse + 2.0 * se, incumbent, -0.5)
     assert Auto.light().challenge_se_rule < 0 < Auto().challenge_se_rule
+
+
+def test_post_nonlinear_mechanism_recovers_a_link_a_location_scale_cannot(tmp_path):
+    """x2 = softplus(1.22 (1.18 x1 + 0.71 u)) / 1.22: one monotone link of parents and noise."""
+    from pyrocausal.datasets import random_scm
+
+    truth = random_scm(2, nodes=2, families=["nonadditive"], noises=["normal"])
+    assert truth.description.split(";")[1].strip().startswith("x2 = std[softplus")
+    data, _ = truth.sample_with_noise(3000, seed=0)
+    test, noise = truth.sample_with_noise(500, seed=1)
+    value = float(truth.intervention_values("x1", [0.9])[0])
+    true_cf = truth.counterfactual(noise, {"x1": value})["x2"]
+    errors = {}
+    for name, spec in {
+        "maf": pc.MAF(hidden_features=(16, 16)),
+        "pnl": pc.PostNonlinear(hidden_features=(16, 16), noise_shape="sinh-arcsinh"),
+    }.items():
+        scm = pc.SCM(truth.graph, spec)
+        scm.fit(data, epochs=60, progress=False, seed=0)
+        cf = scm.counterfactual(test, {"x1": value})["x2"]
+        errors[name] = float(np.sqrt(np.mean((cf - true_cf) ** 2)))
+        errors[name + " nll"] = -float(scm.log_prob(test).mean())
+    # measured 2026-12-07: CF RMSE pnl 0.074 against maf 0.177 (x2 has sd 1); NLL 2.04 vs 2.16
+    assert errors["pnl"] < 0.6 * errors["maf"], errors
+    assert errors["pnl nll"] < errors["maf nll"] - 0.05, errors
+    # the fitted link survives a save/load round trip exactly
+    scm.save(tmp_path / "pnl.pt")
+    loaded = pc.SCM.load(tmp_path / "pnl.pt")
+    pd.testing.assert_frame_equal(
+        loaded.counterfactual(test, {"x1": value}), scm.counterfactual(test, {"x1": value})
+    )
+    assert mechanism_from_config(spec.to_config()) == spec and not spec.closed_form
