@@ -192,6 +192,12 @@ def _mechanisms(variant: str | None) -> Any:
     """``None``, a mechanism name, ``auto``, or ``name:HxW`` (hidden sizes: ``maf:32x32``,
     ``auto:32x32`` / ``light:32x32`` for the candidates (and refinement) of ``Auto()`` /
     ``Auto.light()`` with networks of that size)."""
+    if variant in ("light+pnl", "light+pnl-spline"):  # Auto.light() refined by PostNonlinear
+        from pyrocausal.mechanisms import Auto, PostNonlinear
+
+        shape = "sinh-arcsinh" if variant == "light+pnl" else "spline"
+        refinement = PostNonlinear(hidden_features=(24, 24), noise_shape=shape)
+        return dataclasses.replace(Auto.light(), refinement=refinement)
     if variant is None or ":" not in variant:
         return variant
     from pyrocausal.mechanisms import mechanism_from_config
@@ -909,6 +915,43 @@ def plot(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def plot_pool(result: dict[str, Any], path: Path) -> None:
+    """A random pool: each pyrocausal library's CF RMSE / best peer per SCM, sorted (left),
+    and the median per-target ratio by the target's mechanism family (right)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    summaries = result["summary"]
+    for s in summaries:
+        ratios = sorted(r["ratio"] for r in s["cf_ratio_vs_best_peer"].values())
+        left.plot(np.arange(1, len(ratios) + 1), ratios, marker=".", label=s["library"])
+    for level, style in ((1.0, "-"), (1.25, "--")):
+        left.axhline(level, color="gray", lw=0.8, ls=style)
+    left.set_yscale("log")
+    left.set_xlabel("SCMs, sorted by ratio")
+    left.set_ylabel("CF RMSE / best peer's")
+    left.set_title(f"{result['config']['pool']}: {len(result['table'])} SCMs")
+    left.legend(fontsize=7)
+    families = result.get("families", {})
+    names = sorted({f for fams in families.values() for f in fams})
+    width = 0.8 / max(1, len(families))
+    for k, (lib, fams) in enumerate(families.items()):
+        xs = [i + (k - (len(families) - 1) / 2) * width for i in range(len(names))]
+        ys = [fams.get(f, {}).get("median_ratio", np.nan) for f in names]
+        right.bar(xs, ys, width, label=lib)
+    right.axhline(1.0, color="gray", lw=0.8)
+    right.set_xticks(range(len(names)))
+    right.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
+    right.set_ylabel("median per-target CF RMSE / best peer's")
+    right.set_title("by the target's mechanism family")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 # ---------------------------------------------------------------------------------- CLI
 def _fit_defaults() -> dict[str, Any]:
     import pyrocausal as pc
@@ -1124,7 +1167,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     (out / f"{stem}.md").write_text(markdown(result))
     (out / f"{stem}.partial.json").unlink(missing_ok=True)
     if not args.no_plot:
-        plot(result, out / f"{stem}_cf_rmse.png")
+        (plot_pool if random else plot)(result, out / f"{stem}_cf_rmse.png")
     print(markdown(result).split("## ")[0], flush=True)
     print(f"[scm_suite] wrote {out / stem}.json / .md in {result['total_seconds']:.0f} s")
     return result

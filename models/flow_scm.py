@@ -258,38 +258,55 @@ class SCM(nn.Module):
         )
 
     def model(
-        self, data: Mapping[str, Tensor] | None = None, num_rows: int | None = None
+        self,
+        data: Mapping[str, Tensor] | None = None,
+        num_rows: int | None = None,
+        *,
+        fixed: Mapping[str, Tensor] | None = None,
     ) -> dict[str, Tensor]:
         """The generative Pyro program (original units).
 
         Arguments:
             data: Observed values ``{node: tensor of shape (n,)}`` (sites become observed).
             num_rows: Number of rows to generate when ``data`` does not fix it.
+            fixed: Values that are given rather than generated, each recorded as a
+                :func:`pyro.deterministic` site: a counterfactual's prediction passes the
+                nodes no intervention reaches, which keep their factual values, so only the
+                changed nodes run their mechanisms.
 
         Returns:
             ``{node: tensor of shape (n,)}``. Under :func:`pyro.do` the intervened node holds
             the intervened value (read it from here, not from the trace's intervened site).
         """
         data = data or {}
-        n = _num_rows(data, num_rows)
+        fixed = fixed or {}
+        n = _num_rows({**data, **fixed}, num_rows)
         values: dict[str, Tensor] = {}
         batch = torch.Size([n])
         with pyro.plate("rows", n, dim=-1):
             for node in self.graph.nodes:
+                if node in fixed:
+                    values[node] = pyro.deterministic(node, fixed[node])
+                    continue
                 d = self.distribution(node, values, batch)
                 x = pyro.sample(node, d, obs=data.get(node))
                 values[node] = x.expand(_broadcast(x.shape, d.batch_shape))
         return values
 
     def guide(
-        self, data: Mapping[str, Tensor] | None = None, num_rows: int | None = None
+        self,
+        data: Mapping[str, Tensor] | None = None,
+        num_rows: int | None = None,
+        *,
+        fixed: Mapping[str, Tensor] | None = None,
     ) -> dict[str, Tensor]:
         """Exact abduction: the noise of every node is the flow transform of its value.
 
         For fully observed rows the posterior over the noise is a point mass, so the guide
         samples each ``"<node>_base"`` site from a :class:`~pyro.distributions.Delta` at
-        ``flow(pa).transform(x)``.
+        ``flow(pa).transform(x)``. Nodes in ``fixed`` (see :meth:`model`) get no noise site.
         """
+        fixed = fixed or {}
         if not data or any(node not in data for node in self.graph.nodes):
             missing = [n for n in self.graph.nodes if not data or n not in data]
             raise ValueError(f"exact abduction needs every variable observed; missing {missing}")
@@ -298,6 +315,8 @@ class SCM(nn.Module):
         noise: dict[str, Tensor] = {}
         with pyro.plate("rows", n, dim=-1):
             for node in self.graph.nodes:
+                if node in fixed:
+                    continue
                 g, k = self._slot[node]
                 if getattr(self.stacks[g], "raw_units", False):
                     # hand-written: the inverse; discrete: the exact Gumbel-max posterior
@@ -1120,16 +1139,20 @@ class SCM(nn.Module):
                 "their Gumbel-max counterfactual is a distribution: pass num_samples=..."
             )
         with torch.no_grad():
-            trace = poutine.trace(self.guide).get_trace(self._tensors(frame))
+            tensors = self._tensors(frame)
+            # Only the changed nodes run: the others are given their factual values.
+            fixed = {n: tensors[n] for n in self.graph.nodes if n not in changed}
+            trace = poutine.trace(self.guide).get_trace(tensors, fixed=fixed)
             values = replay_counterfactual(
-                self.model, trace, iv, self.graph.nodes, num_rows=len(frame)
+                self.model, trace, iv, sorted(changed), num_rows=len(frame), fixed=fixed
             )
         # Non-descendants keep their factual values exactly (float64, no round-trip).
-        out = self._frame(values, frame.index)
-        keep = [n for n in self.graph.nodes if n not in changed]
-        if keep:
-            out[keep] = frame[keep].to_numpy()
-        return out
+        nodes = list(self.graph.nodes)
+        matrix = frame[nodes].to_numpy(dtype=np.float64, copy=True)
+        for j, node in enumerate(nodes):
+            if node in changed:
+                matrix[:, j] = values[node].detach().expand(len(frame)).cpu().numpy()
+        return pd.DataFrame(matrix, index=frame.index, columns=nodes)
 
     def ate(
         self,
