@@ -198,6 +198,10 @@ def _mechanisms(variant: str | None) -> Any:
         shape = "sinh-arcsinh" if variant == "light+pnl" else "spline"
         refinement = PostNonlinear(hidden_features=(24, 24), noise_shape=shape)
         return dataclasses.replace(Auto.light(), refinement=refinement)
+    if variant == "light-noscale":  # Auto.light() without its constant-scale test
+        from pyrocausal.mechanisms import Auto
+
+        return dataclasses.replace(Auto.light(), scale_alpha=0.0)
     if variant is None or ":" not in variant:
         return variant
     from pyrocausal.mechanisms import mechanism_from_config

@@ -722,6 +722,25 @@ class SCM(nn.Module):
         with torch.no_grad():
             nll = -torch.stack([c.log_prob_all(judged, columns) for c in candidates])  # (C,G,n)
         chosen = {n: rule.select(nll[:, i]) for i, n in enumerate(nodes)}
+        # A regression's noise must not change scale with the parents (Auto.scale_alpha):
+        # where the test rejects that on every training row, the node gets its best network.
+        scale_p: dict[str, float] = {}
+        self._heteroscedastic = set()
+        network = next((c for c, spec in enumerate(rule.candidates) if not spec.closed_form), None)
+        if self.auto.scale_alpha > 0 and network is not None:
+            for i, node in enumerate(nodes):
+                if not pilot[chosen[node]].closed_form or not self._parent_index[node]:
+                    continue
+                scale_p[node] = _constant_scale_p_value(
+                    all_train, self._index[node], self._parent_index[node]
+                )
+                if scale_p[node] < self.auto.scale_alpha:
+                    best = network
+                    refine = len(rule.candidates)
+                    if refine < len(pilot) and beats(nll[refine, i], nll[best, i], rule.se_rule):
+                        best = refine
+                    chosen[node] = best
+                    self._heteroscedastic.add(node)
         self.mechanisms = {**self.mechanisms, **{n: pilot[chosen[n]] for n in nodes}}
         self.stacks = self._build_stacks().to(device=self.device, dtype=self.dtype)
         # Given mechanisms start from their own fit, as without selection; then the chosen
@@ -744,6 +763,8 @@ class SCM(nn.Module):
             names[chosen[n]] if n in chosen else f"{_describe(self.mechanisms[n])} (given)"
             for n in self.graph.nodes
         ]
+        if self.auto.scale_alpha > 0:
+            table["constant scale p"] = [scale_p.get(n, np.nan) for n in self.graph.nodes]
         table.index.name = "node"
         self.selection = table
 
@@ -791,6 +812,8 @@ class SCM(nn.Module):
             for spec, nll in zip(late, challengers):
                 if spec == mechanisms[node] or (spec in early and mechanisms[node].closed_form):
                     continue  # an early regression challenges networks only
+                if node in getattr(self, "_heteroscedastic", ()):
+                    continue  # a regression's constant noise scale was rejected (scale_alpha)
                 if _nests(mechanisms[node], spec):
                     # Two least-squares regressions, one nested in the other: the F-test's
                     # likelihood ratio on every row decides (see Auto.nested_alpha).
@@ -1655,6 +1678,29 @@ def _linearity_p_value(rows: Tensor, column: int, parents: Sequence[int]) -> flo
 
     statistic = len(y) * math.log(rss(linear) / max(rss(quadratic), 1e-300))
     return float(chi2.sf(max(statistic, 0.0), len(terms)))
+
+
+def _constant_scale_p_value(rows: Tensor, column: int, parents: Sequence[int]) -> float:
+    """p-value of "the noise of a regression has one scale for all parent values".
+
+    White's test (Koenker's studentized form, robust to non-Gaussian noise) on ``rows``:
+    the squared residuals of the quadratic least-squares regression (so that a mean which is
+    merely curved does not count as a changing scale) regressed on the parents and their
+    squares; ``n R^2`` against a chi-square with ``2 k`` degrees of freedom.
+    """
+    z = rows.double()
+    y = z[:, column]
+    pa = z[:, list(parents)]
+    ones = torch.ones_like(y)[:, None]
+    terms = [z[:, a] * z[:, b] for k, a in enumerate(parents) for b in parents[k:]]
+    design = torch.cat([pa, ones, torch.stack(terms, dim=1)], dim=1)
+    resid = y - (design @ torch.linalg.lstsq(design, y[:, None]).solution)[:, 0]
+    r2 = resid.square()
+    aux = torch.cat([ones, pa, pa.square()], dim=1)
+    fitted = (aux @ torch.linalg.lstsq(aux, r2[:, None]).solution)[:, 0]
+    total = float((r2 - r2.mean()).square().sum())
+    r_squared = 1.0 - float((r2 - fitted).square().sum()) / max(total, 1e-300)
+    return float(chi2.sf(max(len(y) * r_squared, 0.0), 2 * len(parents)))
 
 
 def _late_candidates(auto: Auto) -> list[Mechanism]:

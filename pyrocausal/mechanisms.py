@@ -538,6 +538,12 @@ class Auto:
             14-176 on one degree of freedom (threshold 10.8), and the linear fit's
             counterfactuals were three times farther off; on the six linear SCMs of the
             benchmark it stayed below 8 on three degrees of freedom (threshold 16.3).
+        scale_alpha: Where the pilot chose a regression (whose noise has one scale), the
+            node gets its best network instead when White's test of the regression's squared
+            residuals against the parents rejects a constant scale at this level (0: never).
+            A multiplicative node ``g(pa) (c + u)`` can tie the linear regression on held-out
+            likelihood early in the pilot and its counterfactuals are then wrong by the
+            changing scale.
         refinement: A network mechanism trained in the pilot with the candidates that may
             only *replace a chosen network*: it takes a node whose choice is a network when
             its held-out NLL is lower by more than ``se_rule`` paired standard errors, and
@@ -574,6 +580,7 @@ class Auto:
     challenge_se_rule: float = 0.5
     nested_alpha: float = 1e-3
     refinement: Mechanism | None = None
+    scale_alpha: float = 0.0
 
     @classmethod
     def light(cls) -> Auto:
@@ -611,6 +618,7 @@ class Auto:
             pilot_fraction=0.1,
             challenge_se_rule=-0.5,
             refinement=LocationScale(hidden_features=(24, 24), noise_shape="sinh-arcsinh"),
+            scale_alpha=1e-3,
         )
 
     def __post_init__(self) -> None:
@@ -620,6 +628,8 @@ class Auto:
             raise ValueError(f"pilot_fraction must be in (0, 1], got {self.pilot_fraction}")
         if not 0.0 <= self.nested_alpha < 1.0:
             raise ValueError(f"nested_alpha must be in [0, 1), got {self.nested_alpha}")
+        if not 0.0 <= self.scale_alpha < 1.0:
+            raise ValueError(f"scale_alpha must be in [0, 1), got {self.scale_alpha}")
         if self.refinement is not None and self.refinement.closed_form:
             raise ValueError(f"the refinement must be a network mechanism, got {self.refinement}")
 

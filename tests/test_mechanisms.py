@@ -300,3 +300,43 @@ def test_post_nonlinear_mechanism_recovers_a_link_a_location_scale_cannot(tmp_pa
         loaded.counterfactual(test, {"x1": value}), scm.counterfactual(test, {"x1": value})
     )
     assert mechanism_from_config(spec.to_config()) == spec and not spec.closed_form
+
+
+def test_constant_scale_test_separates_a_changing_scale_from_a_curved_mean():
+    from pyrocausal.models.flow_scm import _constant_scale_p_value
+
+    rng = np.random.default_rng(0)
+    x1 = rng.normal(size=5000)
+    uniform = rng.uniform(-1, 1, size=5000)
+    rows = {
+        # curved mean, uniform noise of one scale: not a changing scale
+        "curved": np.log1p(np.exp(x1 + 1)) + 0.3 * uniform,
+        # linear mean, scale growing with the parent (multiplicative)
+        "scaled": x1 + (0.3 + np.log1p(np.exp(x1))) * 0.5 * uniform,
+    }
+    p = {
+        k: _constant_scale_p_value(torch.tensor(np.stack([x1, y], 1)), 1, [0])
+        for k, y in rows.items()
+    }
+    assert p["curved"] > 0.01 and p["scaled"] < 1e-6, p
+
+
+def test_a_regression_whose_noise_scale_changes_gives_way_to_a_network():
+    rng = np.random.default_rng(1)
+    x1 = rng.normal(size=3000)
+    x2 = x1 + 0.5 * (1 + 0.15 * np.tanh(x1)) * rng.normal(size=3000)  # a mild scale change
+    x3 = 0.5 * x1 + rng.uniform(-1, 1, size=3000)  # homoscedastic: stays a regression
+    data = pd.DataFrame({"x1": x1, "x2": x2, "x3": x3})
+    scm = pc.SCM({"x1": [], "x2": ["x1"], "x3": ["x1"]})
+    # a one-epoch pilot: the MAF starts at the least-squares fit and cannot yet beat it by
+    # two standard errors, so the pilot keeps the regression and the test must decide
+    scm.fit(data, epochs=10, progress=False, seed=0)
+    table = scm.selection
+    # measured: pilot NLL 0.6169 (linear) vs 0.6165 (MAF), a tie; scale p 5e-8; trained 0.6095
+    assert abs(table.loc["x2", "linear"] - table.loc["x2", "maf(24x24)"]) < 0.005
+    assert table.loc["x2", "constant scale p"] < 1e-3
+    assert table.loc["x2", "trained"] < table.loc["x2", "linear"] - 0.003
+    assert table.loc["x2", "chosen"] not in ("linear", "quadratic")
+    assert table.loc["x3", "constant scale p"] > 1e-3 and table.loc["x3", "chosen"] == "linear"
+    with pytest.raises(ValueError, match="scale_alpha"):
+        Auto(scale_alpha=1.5)
