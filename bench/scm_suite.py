@@ -695,8 +695,11 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]
     return table
 
 
-def summarize(table: dict[str, dict[str, dict[str, Any]]], pyro: str = "pyrocausal") -> dict:
-    """Headline ratios of ``pyro`` against the best peer (CF RMSE) and causalflows-maf (time)."""
+def summarize(
+    table: dict[str, dict[str, dict[str, Any]]], pyro: str = "pyrocausal", timing: bool = True
+) -> dict:
+    """Headline ratios of ``pyro`` against the best peer (CF RMSE) and causalflows-maf (time;
+    ``timing=False`` when the peers ran in another run)."""
     wins, ratios, fit_r, cf_r = [], {}, {}, {}
     for scm, libs in table.items():
         if pyro not in libs:
@@ -709,7 +712,7 @@ def summarize(table: dict[str, dict[str, dict[str, Any]]], pyro: str = "pyrocaus
             wins.append(ours <= peers[best] * (1 + TIE))
             ratios[scm] = {"ratio": ours / peers[best], "best_peer": best}
         ref = libs.get("causalflows-maf")
-        if ref is not None:
+        if ref is not None and timing:
             fit_r[scm] = libs[pyro]["fit_seconds"]["mean"] / ref["fit_seconds"]["mean"]
             cf_r[scm] = libs[pyro]["cf_ms_per_1000"]["mean"] / ref["cf_ms_per_1000"]["mean"]
 
@@ -1014,6 +1017,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default="train+val",
         help="rows DoWhy-gcm fits on (default: train+val, as pyrocausal's closed-form nodes)",
     )
+    p.add_argument(
+        "--peers-from",
+        help="a previous result JSON of the same pool and budget: its peers' runs are reused "
+        "(they do not depend on pyrocausal); timing ratios are then left out",
+    )
     p.add_argument("--no-chirho", action="store_true", help="skip the ChiRho cross-check")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
@@ -1093,6 +1101,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     chirho: dict[str, Any] = {}
     t_start = time.perf_counter()
     libraries = _warm_up(libraries, truths[scms[0]], args.device, notes)
+    reused_libraries: list[str] = []
+    if args.peers_from:
+        reused = _reuse_peers(Path(args.peers_from), config, scms, seeds, skip=libraries)
+        runs += reused
+        reused_libraries = sorted({r["library"] for r in reused})
+        notes.append(
+            f"the peers' runs ({', '.join(sorted({r['library'] for r in reused}))}) are reused "
+            f"from {Path(args.peers_from).name} (same pool, data, queries and budget); "
+            "timing ratios across runs are left out"
+        )
     for name in scms:
         truth = truths[name]
         for seed in seeds:
@@ -1150,11 +1168,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "date": _dt.datetime.now().isoformat(timespec="seconds"),
         "machine": _machine(),
         "config": config,
-        "libraries": libraries,
+        "libraries": libraries + reused_libraries,
         "protocol": PROTOCOL,
         "notes": notes,
         "table": table,
-        "summary": [summarize(table, lb) for lb in pyro_libs],
+        "summary": [summarize(table, lb, timing=not args.peers_from) for lb in pyro_libs],
         "best_pyrocausal_variant": _best_variant(table),
         "chirho": chirho,
         "runs": runs,
@@ -1175,6 +1193,35 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print(markdown(result).split("## ")[0], flush=True)
     print(f"[scm_suite] wrote {out / stem}.json / .md in {result['total_seconds']:.0f} s")
     return result
+
+
+def _reuse_peers(
+    path: Path,
+    config: dict[str, Any],
+    scms: Sequence[str],
+    seeds: Sequence[int],
+    skip: Sequence[str] = (),
+) -> list[dict[str, Any]]:
+    """The peers' runs of a previous result (but those in ``skip``, which run now), refused
+    unless its pool and budget match."""
+    previous = json.loads(path.read_text())
+    keys = ("pool", "epochs", "batch_size", "lr", "patience", "n_samples", "n_eval", "n_ate")
+    keys += ("dowhy_rows", "families", "nodes")
+    differ = [k for k in keys if previous["config"].get(k) != config.get(k)]
+    if differ:
+        raise SystemExit(f"--peers-from {path}: its config differs in {differ}")
+    runs = [
+        r
+        for r in previous["runs"]
+        if r["library"] in PEERS
+        and r["library"] not in skip
+        and r["scm"] in scms
+        and r["seed"] in seeds
+    ]
+    missing = sorted({(s, d) for s in scms for d in seeds} - {(r["scm"], r["seed"]) for r in runs})
+    if missing:
+        raise SystemExit(f"--peers-from {path}: no peer runs for {missing[:5]}")
+    return runs
 
 
 def _stem(config: dict[str, Any]) -> str:

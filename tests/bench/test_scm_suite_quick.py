@@ -186,3 +186,26 @@ def test_family_breakdown_and_ratio_distribution():
     assert summary["median_cf_ratio_vs_best_peer"] == pytest.approx(0.9)
     assert summary["max_cf_ratio_vs_best_peer"] == pytest.approx(1.5)
     assert summary["p90_cf_ratio_vs_best_peer"] == pytest.approx(1.38)
+
+
+def test_peers_from_a_previous_run_are_reused_only_with_the_same_budget(tmp_path):
+    args = ["--quick", "--pool", "random-eval", "--count", "1", "--nodes", "3", "--epochs", "3"]
+    args += ["--n-samples", "600", "--n-eval", "100", "--n-ate", "200", "--no-chirho"]
+    args += ["--no-plot", "--libraries", "pyrocausal"]
+    first = suite.main([*args, "--out", str(tmp_path / "a")])
+    # stand-in for a peer run (causalflows and DoWhy are not installed everywhere)
+    (run,) = first["runs"]
+    previous = dict(first, runs=[dict(run, library="dowhy-gcm")])
+    path = tmp_path / "previous.json"
+    path.write_text(json.dumps(previous, default=str))
+    second = suite.main([*args, "--peers-from", str(path), "--out", str(tmp_path / "b")])
+    assert second["libraries"] == ["pyrocausal", "dowhy-gcm"]
+    peer = second["table"]["random-1000"]["dowhy-gcm"]["cf_rmse"]["mean"]
+    assert peer == run["metrics"]["cf_rmse"]
+    (summary,) = second["summary"]
+    assert summary["cf_rmse_le_best_peer_count"] in ("0/1", "1/1")
+    assert summary["fit_time_ratio_vs_causalflows_maf_geomean"] is None
+    assert any("reused" in note for note in second["notes"])
+    with pytest.raises(SystemExit, match="differs in \\['epochs'\\]"):
+        longer = [*args, "--epochs", "4"]  # the last --epochs wins
+        suite.main([*longer, "--peers-from", str(path), "--out", str(tmp_path / "c")])
