@@ -603,6 +603,12 @@ class Auto:
         location-scale-noise mechanisms with 32x32 networks: closer counterfactuals on the
         non-additive SCMs at 1.4 to 3 times the fitting time.
 
+        A regression the pilot kept gives way to the node's best network where White's test
+        rejects a constant noise scale (``scale_alpha=1e-3``): on random SCMs the defaults
+        were never tuned on (:func:`pyrocausal.datasets.random_scm`) a multiplicative node
+        ``g(pa) (c + u)`` tied the linear regression in the pilot, whose counterfactuals
+        were then off by the scale (see README, "Random SCMs").
+
         Its refinement is a 24x24 :class:`LocationScale` with a sinh-arcsinh noise shape,
         which may replace a chosen MAF where it wins by two standard errors: on the full
         benchmark (2026-11-30) the default is <= the best peer's CF RMSE on 15/17 SCMs (12/17
