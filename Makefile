@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 PY := $(VENV)/bin/python
 
-.PHONY: demo test lint docs bench bench-quick clean
+.PHONY: demo test lint docs bench bench-random bench-quick clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,9 @@ $(VENV)-bench/.installed: pyproject.toml
 
 bench: $(VENV)-bench/.installed
 	$(VENV)-bench/bin/python bench/scm_suite.py --variants auto,maf --out bench/results
+
+bench-random: $(VENV)-bench/.installed
+	$(VENV)-bench/bin/python bench/scm_suite.py --pool random-eval --count 50 --no-chirho --out bench/results
 
 bench-quick: $(VENV)-bench/.installed
 	$(VENV)-bench/bin/python bench/scm_suite.py --quick --out out/bench-quick
