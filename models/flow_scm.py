@@ -1412,10 +1412,10 @@ class SCM(nn.Module):
                 "marginal": None
                 if self.marginal is None
                 else {n: m.to_config() for n, m in self.marginal.mechanisms.items()},
-                "alternatives": [
-                    {n: m.to_config() for n, m in alt.mechanisms.items()}
-                    for alt in self.alternatives
-                ],
+                "alternatives": _alternative_configs(self),
+                "marginal_alternatives": None
+                if self.marginal is None
+                else _alternative_configs(self.marginal),
                 "dtype": str(self.dtype).removeprefix("torch."),
                 "state_dict": state,
             },
@@ -1448,15 +1448,11 @@ class SCM(nn.Module):
         mechanisms = {n: mechanism_from_config(c) for n, c in blob["mechanisms"].items()}
         graph = CausalGraph(blob["graph"], latent=blob.get("latent", ()))
         scm = cls(graph, mechanisms=mechanisms)
-        if blob.get("alternatives"):
-            scm.alternatives = nn.ModuleList(
-                cls(graph, mechanisms={n: mechanism_from_config(c) for n, c in alt.items()})
-                for alt in blob["alternatives"]
-            )
-            scm.alternative_weights = torch.ones(len(blob["alternatives"]) + 1)
+        _restore_alternatives(scm, blob.get("alternatives"))
         if scm.marginal is not None and blob.get("marginal"):
             specs = {n: mechanism_from_config(c) for n, c in blob["marginal"].items()}
             scm.marginal = cls(scm.marginal.graph, mechanisms=specs)
+            _restore_alternatives(scm.marginal, blob.get("marginal_alternatives"))
         scm.to(getattr(torch, blob["dtype"]))
         scm.load_state_dict(blob["state_dict"])
         return scm.to(resolve_device(device))
@@ -1678,6 +1674,22 @@ def _linearity_p_value(rows: Tensor, column: int, parents: Sequence[int]) -> flo
 
     statistic = len(y) * math.log(rss(linear) / max(rss(quadratic), 1e-300))
     return float(chi2.sf(max(statistic, 0.0), len(terms)))
+
+
+def _alternative_configs(scm: SCM) -> list[dict[str, Any]]:
+    """The mechanism configurations of ``scm``'s near-tie alternatives (for :meth:`SCM.save`)."""
+    return [{n: m.to_config() for n, m in alt.mechanisms.items()} for alt in scm.alternatives]
+
+
+def _restore_alternatives(scm: SCM, configs: Sequence[Mapping[str, Any]] | None) -> None:
+    """Empty alternatives of ``scm`` from saved configurations, for its state dict to fill."""
+    if not configs:
+        return
+    scm.alternatives = nn.ModuleList(
+        SCM(scm.graph, mechanisms={n: mechanism_from_config(c) for n, c in alt.items()})
+        for alt in configs
+    )
+    scm.alternative_weights = torch.ones(len(configs) + 1)
 
 
 def _constant_scale_p_value(rows: Tensor, column: int, parents: Sequence[int]) -> float:

@@ -128,3 +128,22 @@ def test_save_and_load_keep_the_marginal_model(confounded, tmp_path):
     pd.testing.assert_series_equal(
         confounded.marginal.log_prob(rows), again.marginal.log_prob(rows)
     )
+
+
+def test_save_and_load_keep_the_marginal_models_near_tie_alternatives(tmp_path):
+    # the CLI's small fit: the marginal model of (t, y) has a near-tied mechanism for y
+    rng = np.random.default_rng(0)
+    data, _ = _confounded_data(800, rng)
+    graph = pc.CausalGraph({"h": [], "t": ["h"], "y": ["t", "h"]}, latent=["h"])
+    scm = pc.SCM(graph, {"t": pc.Bernoulli()})
+    scm.fit(data, epochs=3, progress=False, seed=0)
+    assert len(scm.marginal.alternatives) >= 1  # the path under test
+    scm.save(tmp_path / "m.pt")
+    again = pc.SCM.load(tmp_path / "m.pt")
+    assert [a.mechanisms for a in again.marginal.alternatives] == [
+        a.mechanisms for a in scm.marginal.alternatives
+    ]
+    assert again.marginal.alternative_weights.tolist() == scm.marginal.alternative_weights.tolist()
+    rows = data.head(20)
+    for mine, theirs in zip(scm.marginal.alternatives, again.marginal.alternatives):
+        pd.testing.assert_series_equal(mine.log_prob(rows), theirs.log_prob(rows))
