@@ -312,7 +312,8 @@ def _rescaled(
 
 # ------------------------------------------------------------------------- DAG
 def _dag(rng: np.random.Generator, n: int, density: float) -> dict[str, list[str]]:
-    """A random DAG on ``x1..xn`` (topological order), connected, in-degree <= 4."""
+    """A random DAG on ``x1..xn`` (topological order), in-degree <= 4, no isolated node
+    (it may fall into several components, each a valid SCM of its own)."""
     names = [f"x{i + 1}" for i in range(n)]
     parents: dict[str, list[str]] = {names[0]: []}
     for j in range(1, n):

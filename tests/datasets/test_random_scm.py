@@ -55,7 +55,8 @@ def test_graph_sizes_degrees_standardization_and_queries(seed):
     assert isinstance(scm, RandomSCM) and scm.name == f"random-{seed}"
     assert 3 <= len(scm.nodes) <= 10
     g = scm.graph.to_networkx()
-    assert nx.is_directed_acyclic_graph(g) and nx.is_weakly_connected(g)
+    assert nx.is_directed_acyclic_graph(g)
+    assert all(g.degree(v) > 0 for v in g)  # no isolated node (components may be several)
     assert max(len(scm.graph.parents(v)) for v in scm.nodes) <= 4
     assert 1 <= len(scm.intervened) <= 3
     assert all(scm.graph.descendants(v) for v in scm.intervened)
