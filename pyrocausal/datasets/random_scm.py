@@ -331,10 +331,9 @@ def _dag(rng: np.random.Generator, n: int, density: float) -> dict[str, list[str
                 parents[node] = [names[int(rng.integers(0, j))]]
             else:
                 later = names[1 + int(rng.integers(0, n - 1))]
-                if len(parents[later]) < _MAX_PARENTS:
-                    parents[later] = sorted([*parents[later], node], key=names.index)
-                else:  # pragma: no cover - a full node never has an isolated first node
-                    parents[later][0] = node
+                if len(parents[later]) >= _MAX_PARENTS:
+                    later = names[1]  # x2 can only have had x1 as a parent: it has none
+                parents[later] = sorted([*parents[later], node], key=names.index)
     return parents
 
 
