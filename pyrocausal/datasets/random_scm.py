@@ -208,6 +208,23 @@ def _nonlinear(rng: np.random.Generator, names: Sequence[str]) -> tuple[Function
     return basis_sum, f"basis[{'+'.join(used)}]({names})"
 
 
+def _any_function(rng: np.random.Generator, names: Sequence[str]) -> tuple[Function, str]:
+    """A random non-linear function or (half the time) a linear one of the clipped parents."""
+    return _nonlinear(rng, names) if rng.random() < 0.5 else _linear(rng, names, True)
+
+
+def _positive(
+    rng: np.random.Generator, names: Sequence[str], pilot: Mapping[str, FloatArray]
+) -> tuple[Function, float]:
+    """``0.3 + softplus(v . clip(pa))`` with random ``v``, and its mean on the pilot parents."""
+    v = _weights(rng, len(names))
+
+    def positive(pa: Mapping[str, FloatArray]) -> FloatArray:
+        return 0.3 + _softplus(_soft(pa, names) @ v)
+
+    return positive, float(np.mean(positive(pilot)))
+
+
 def _standardized(f: Function, pilot: Mapping[str, FloatArray]) -> Function:
     """``f`` rescaled to mean 0 and standard deviation 1 on the pilot parents."""
     values = f(pilot)
@@ -224,16 +241,8 @@ def _mechanism(
 ) -> _Mechanism:
     """``(raw equation, raw inverse, text)`` of one family, before the node's rescaling."""
     s = float(rng.uniform(0.3, 1.0))  # noise scale relative to a unit-variance signal
-    if family == "linear":
-        f, text = _linear(rng, names)
-        f = _standardized(f, pilot)
-        return (
-            lambda pa, u: f(pa) + s * u,
-            lambda pa, x: (x - f(pa)) / s,
-            f"{text} + {s:.2f} u",
-        )
-    if family == "additive":
-        f, text = _nonlinear(rng, names)
+    if family in ("linear", "additive"):
+        f, text = (_linear if family == "linear" else _nonlinear)(rng, names)
         f = _standardized(f, pilot)
         return (
             lambda pa, u: f(pa) + s * u,
@@ -241,14 +250,12 @@ def _mechanism(
             f"{text} + {s:.2f} u",
         )
     if family == "heteroscedastic":
-        f, text = _nonlinear(rng, names) if rng.random() < 0.5 else _linear(rng, names, True)
+        f, text = _any_function(rng, names)
         f = _standardized(f, pilot)
-        v = _weights(rng, len(names))
-        raw_scale = 0.3 + _softplus(_soft(pilot, names) @ v)
-        norm = float(np.mean(raw_scale))
+        positive, norm = _positive(rng, names, pilot)
 
         def scale(pa: Mapping[str, FloatArray]) -> FloatArray:
-            return s * (0.3 + _softplus(_soft(pa, names) @ v)) / norm
+            return s * positive(pa) / norm
 
         return (
             lambda pa, u: f(pa) + scale(pa) * u,
@@ -256,7 +263,7 @@ def _mechanism(
             f"{text} + {s:.2f} (0.3 + softplus(v . pa)) u",
         )
     if family == "nonadditive":
-        f, text = _nonlinear(rng, names) if rng.random() < 0.5 else _linear(rng, names, True)
+        f, text = _any_function(rng, names)
         g = _standardized(f, pilot)
 
         def f(pa: Mapping[str, FloatArray]) -> FloatArray:  # bounded: a skewed g (a square)
@@ -285,13 +292,11 @@ def _mechanism(
             f"{link}({c:.2f} ({text} + {s:.2f} u)) / {c:.2f}",
         )
     if family == "multiplicative":
-        v = _weights(rng, len(names))
+        positive, norm = _positive(rng, names, pilot)
         centre = float(rng.uniform(1.0, 2.0))
-        raw_gain = 0.3 + _softplus(_soft(pilot, names) @ v)
-        norm = float(np.mean(raw_gain))
 
         def gain(pa: Mapping[str, FloatArray]) -> FloatArray:
-            return (0.3 + _softplus(_soft(pa, names) @ v)) / norm
+            return positive(pa) / norm
 
         return (
             lambda pa, u: gain(pa) * (centre + s * u),
