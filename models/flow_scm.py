@@ -725,7 +725,6 @@ class SCM(nn.Module):
         # A regression's noise must not change scale with the parents (Auto.scale_alpha):
         # where the test rejects that on every training row, the node gets its best network.
         scale_p: dict[str, float] = {}
-        self._heteroscedastic = set()
         network = next((c for c, spec in enumerate(rule.candidates) if not spec.closed_form), None)
         if self.auto.scale_alpha > 0 and network is not None:
             for i, node in enumerate(nodes):
@@ -740,7 +739,6 @@ class SCM(nn.Module):
                     if refine < len(pilot) and beats(nll[refine, i], nll[best, i], rule.se_rule):
                         best = refine
                     chosen[node] = best
-                    self._heteroscedastic.add(node)
         self.mechanisms = {**self.mechanisms, **{n: pilot[chosen[n]] for n in nodes}}
         self.stacks = self._build_stacks().to(device=self.device, dtype=self.dtype)
         # Given mechanisms start from their own fit, as without selection; then the chosen
@@ -808,11 +806,13 @@ class SCM(nn.Module):
                 challengers.append(-stack.log_prob_all(val, columns))
         self.selection.loc[nodes, "trained"] = current.mean(-1).cpu().numpy()
         mechanisms = dict(self.mechanisms)
+        scale_p = self.selection.get("constant scale p")  # NaN where not tested
+        rejected = set() if scale_p is None else set(scale_p.index[scale_p < self.auto.scale_alpha])
         for i, node in enumerate(nodes):
             for spec, nll in zip(late, challengers):
                 if spec == mechanisms[node] or (spec in early and mechanisms[node].closed_form):
                     continue  # an early regression challenges networks only
-                if node in getattr(self, "_heteroscedastic", ()):
+                if node in rejected:
                     continue  # a regression's constant noise scale was rejected (scale_alpha)
                 if _nests(mechanisms[node], spec):
                     # Two least-squares regressions, one nested in the other: the F-test's
