@@ -8,7 +8,7 @@ import contextlib
 import dataclasses
 import math
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -311,7 +311,7 @@ class SCM(nn.Module):
             missing = [n for n in self.graph.nodes if not data or n not in data]
             raise ValueError(f"exact abduction needs every variable observed; missing {missing}")
         n = _num_rows(data, num_rows)
-        batched = self._batched_noise(data)
+        batched = self._batched_noise(data, skip=fixed)
         noise: dict[str, Tensor] = {}
         with pyro.plate("rows", n, dim=-1):
             for node in self.graph.nodes:
@@ -332,11 +332,14 @@ class SCM(nn.Module):
                 noise[node] = pyro.sample(noise_site(node), dist.Delta(u, event_dim=1))
         return noise
 
-    def _batched_noise(self, data: Mapping[str, Tensor]) -> dict[str, Tensor] | None:
+    def _batched_noise(
+        self, data: Mapping[str, Tensor], skip: Collection[str] = ()
+    ) -> dict[str, Tensor] | None:
         """Every flow node's noise in one pass per stack, for rows given as ``(n,)`` tensors.
 
         The guide's fast path: the same transform as ``flow(node, parents).transform(x)``
         node by node. ``None`` (node by node, then) when the values carry other batch shapes.
+        A stack whose nodes are all in ``skip`` (no noise needed) is not run.
         """
         values = [torch.as_tensor(data[n]) for n in self.graph.nodes]
         if any(v.dim() != 1 or v.shape != values[0].shape for v in values):
@@ -345,7 +348,7 @@ class SCM(nn.Module):
         x = (x - self.loc) / self.scale
         noise: dict[str, Tensor] = {}
         for stack, (_, nodes) in zip(self.stacks, self._groups):
-            if getattr(stack, "raw_units", False):
+            if getattr(stack, "raw_units", False) or all(n in skip for n in nodes):
                 continue
             columns = self._columns(nodes)
             noise.update(zip(nodes, stack.noise_all(x, columns)))
