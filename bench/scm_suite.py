@@ -198,15 +198,6 @@ def _mechanisms(variant: str | None) -> Any:
         shape = "sinh-arcsinh" if variant == "light+pnl" else "spline"
         refinement = PostNonlinear(hidden_features=(24, 24), noise_shape=shape)
         return dataclasses.replace(Auto.light(), refinement=refinement)
-    if variant in ("light+anm", "light+anm-gauss"):  # Auto.light() simplified to additive noise
-        from pyrocausal.mechanisms import AdditiveNoise, Auto
-
-        simple = (
-            AdditiveNoise(hidden_features=(24, 24), noise_shape="sinh-arcsinh")
-            if variant == "light+anm"
-            else AdditiveNoise(hidden_features=(24, 24), bins=0)
-        )
-        return dataclasses.replace(Auto.light(), simplification=simple)
     if variant == "light-noscale":  # Auto.light() without its constant-scale test
         from pyrocausal.mechanisms import Auto
 

@@ -572,77 +572,8 @@ class SCM(nn.Module):
                 **options,
             )
         if self.auto is not None and val is not None:
-            if self.auto.simplification is not None and epochs > 0:
-                self._simplify(train, val, epochs, options)
             self._challenge(train, val, z)
         return history
-
-    def _simplify(self, train: Tensor, val: Tensor, epochs: int, options: dict[str, Any]) -> None:
-        """Let :attr:`Auto.simplification` take the trained network nodes it ties.
-
-        It trains for the epochs after the pilot on the nodes with parents whose mechanism
-        is a trained network (one more stack), then takes a node when its held-out NLL is
-        not higher by more than ``se_rule`` paired standard errors and White's test of its
-        noise on the training rows keeps one scale (``scale_alpha``). The network it
-        replaces is dropped (it is no near-tie alternative of the node).
-        """
-        assert self.auto is not None and self.selection is not None
-        spec = self.auto.simplification
-        nodes = [
-            n
-            for n in self.auto_nodes
-            if self._parent_index[n] and not self.mechanisms[n].closed_form
-            and self.mechanisms[n] != spec and self.stacks[self._slot[n][0]].spec != spec
-        ]  # fmt: skip
-        if not nodes:
-            return
-        group = [(spec, nodes)]
-        columns = self._columns(nodes)
-        shadow = spec.build([self._parent_index[n] for n in nodes], len(self.graph))
-        shadow = nn.ModuleList([shadow.to(device=self.device, dtype=self.dtype)])
-        self._initialize(shadow, group, train)
-        train_mle(shadow, self._nll(shadow, group), train, val_data=val, epochs=epochs,
-                  description="SCM.fit (additive-noise check)", **options)  # fmt: skip
-        with torch.no_grad():
-            mine = -shadow[0].log_prob_all(val, columns)
-            noise = shadow[0].noise_all(train, columns)
-            current = {}
-            for stack, (_, members) in zip(self.stacks, self._groups):
-                if any(n in nodes for n in members):
-                    current.update(zip(members, -stack.log_prob_all(val, self._columns(members))))
-        name = _describe(spec)
-        mechanisms = dict(self.mechanisms)
-        for k, node in enumerate(nodes):
-            self.selection.loc[node, f"{name} (after training)"] = float(mine[k].mean())
-            p_value = 1.0
-            if self.auto.scale_alpha > 0:
-                p_value = _constant_scale_p_value(
-                    train, self._index[node], self._parent_index[node], noise[k]
-                )
-                self.selection.loc[node, f"{name} scale p"] = p_value
-            if not beats(current[node], mine[k], self.auto.se_rule) and (
-                p_value >= self.auto.scale_alpha
-            ):
-                mechanisms[node] = spec
-                self.selection.loc[node, "chosen"] = name
-        if mechanisms == self.mechanisms:
-            return
-        old_stacks, old_groups, old_slot = self.stacks, self._groups, self._slot
-        self.mechanisms = mechanisms
-        self.stacks = self._build_stacks().to(device=self.device, dtype=self.dtype)
-        for g, (_, members) in enumerate(self._groups):
-            if (_, members) in old_groups:
-                self.stacks[g] = old_stacks[old_groups.index((_, members))]
-                continue
-            for k, node in enumerate(members):
-                if mechanisms[node] == spec:
-                    self.stacks[g].copy_slot(shadow[0], nodes.index(node), k)
-                else:
-                    g_old, k_old = old_slot[node]
-                    self.stacks[g].copy_slot(old_stacks[g_old], k_old, k)
-        for stack in self.stacks:  # frozen (closed-form) stacks stay frozen
-            if getattr(stack, "closed_form", False) and not getattr(stack, "raw_units", False):
-                stack.requires_grad_(False)
 
     def _initialize(
         self, stacks: nn.ModuleList, groups: list[tuple[Mechanism, list[str]]], train: Tensor
@@ -1764,27 +1695,21 @@ def _restore_alternatives(scm: SCM, configs: Sequence[Mapping[str, Any]] | None)
     scm.alternative_weights = torch.ones(len(configs) + 1)
 
 
-def _constant_scale_p_value(
-    rows: Tensor, column: int, parents: Sequence[int], residuals: Tensor | None = None
-) -> float:
+def _constant_scale_p_value(rows: Tensor, column: int, parents: Sequence[int]) -> float:
     """p-value of "the noise of a regression has one scale for all parent values".
 
     White's test (Koenker's studentized form, robust to non-Gaussian noise) on ``rows``:
     the squared residuals of the quadratic least-squares regression (so that a mean which is
     merely curved does not count as a changing scale) regressed on the parents and their
-    squares; ``n R^2`` against a chi-square with ``2 k`` degrees of freedom. ``residuals``
-    (one per row) replace the regression's: a trained additive-noise mechanism's noise.
+    squares; ``n R^2`` against a chi-square with ``2 k`` degrees of freedom.
     """
     z = rows.double()
     y = z[:, column]
     pa = z[:, list(parents)]
     ones = torch.ones_like(y)[:, None]
-    if residuals is None:
-        terms = [z[:, a] * z[:, b] for k, a in enumerate(parents) for b in parents[k:]]
-        design = torch.cat([pa, ones, torch.stack(terms, dim=1)], dim=1)
-        resid = y - (design @ torch.linalg.lstsq(design, y[:, None]).solution)[:, 0]
-    else:
-        resid = residuals.double()
+    terms = [z[:, a] * z[:, b] for k, a in enumerate(parents) for b in parents[k:]]
+    design = torch.cat([pa, ones, torch.stack(terms, dim=1)], dim=1)
+    resid = y - (design @ torch.linalg.lstsq(design, y[:, None]).solution)[:, 0]
     r2 = resid.square()
     aux = torch.cat([ones, pa, pa.square()], dim=1)
     fitted = (aux @ torch.linalg.lstsq(aux, r2[:, None]).solution)[:, 0]

@@ -548,14 +548,6 @@ class Auto:
             candidate its better fit of non-Gaussian noise beat the least-squares
             regressions of the large backdoor SCM (uniform noise) on every node, whose
             counterfactuals the networks' learned locations then made 2.3 times worse.
-        simplification: A more constrained network mechanism (an additive-noise one) for
-            the nodes with parents whose choice is a network: it trains beside them for the
-            epochs after the pilot, and then takes the node when its held-out NLL is *not
-            higher* than the trained network's by more than ``se_rule`` paired standard
-            errors and (with ``scale_alpha``) White's test of its own abducted noise does
-            not reject one scale for all parent values. Judged after training, not in the
-            pilot: ten epochs in, a heteroscedastic node's network did not yet beat the
-            additive one, whose counterfactuals were then off by the changing scale.
 
     Example:
         >>> [type(c).__name__ for c in Auto().candidates]
@@ -585,7 +577,6 @@ class Auto:
     nested_alpha: float = 1e-3
     refinement: Mechanism | None = None
     scale_alpha: float = 0.0
-    simplification: Mechanism | None = None
 
     @classmethod
     def light(cls) -> Auto:
@@ -643,10 +634,6 @@ class Auto:
             raise ValueError(f"scale_alpha must be in [0, 1), got {self.scale_alpha}")
         if self.refinement is not None and self.refinement.closed_form:
             raise ValueError(f"the refinement must be a network mechanism, got {self.refinement}")
-        if self.simplification is not None and self.simplification.closed_form:
-            raise ValueError(
-                f"the simplification must be a network mechanism, got {self.simplification}"
-            )
 
     def select(self, nll: Tensor) -> int:
         """Index of the chosen candidate from held-out per-row NLLs ``(candidates, rows)``.

@@ -158,36 +158,6 @@ def test_a_refinement_only_replaces_a_chosen_network():
         Auto(refinement=pc.LinearGaussian())
 
 
-def test_a_simplification_takes_additive_nodes_and_leaves_a_changing_scale(tmp_path):
-    rng = np.random.default_rng(0)
-    x1 = rng.normal(size=4000)
-    data = pd.DataFrame({
-        "x1": x1,
-        "x2": 2 * np.tanh(x1) + 0.3 * rng.gumbel(size=4000),  # additive, skewed noise
-        "x3": np.tanh(x1) + 0.3 * np.exp(0.8 * x1) * rng.normal(size=4000),  # changing scale
-    })  # fmt: skip
-    original = data.copy()
-    simplify = pc.AdditiveNoise(hidden_features=(16, 16), noise_shape="sinh-arcsinh")
-    auto = Auto(candidates=(pc.LinearGaussian(), pc.MAF(hidden_features=(16, 16))),
-                simplification=simplify, scale_alpha=1e-3)  # fmt: skip
-    scm = pc.SCM({"x1": [], "x2": ["x1"], "x3": ["x1"]}, mechanisms=auto)
-    scm.fit(data, epochs=40, batch_size=256, progress=False, seed=0, device="cpu")
-    pd.testing.assert_frame_equal(data, original)
-    table = scm.selection
-    assert scm.mechanisms["x2"] == simplify, table
-    assert scm.mechanisms["x3"] == auto.candidates[1], table
-    name = "anm-sinh-arcsinh(16x16)"
-    assert table.loc["x3", f"{name} scale p"] < 1e-3 < table.loc["x2", f"{name} scale p"]
-    assert np.isnan(table.loc["x1", f"{name} (after training)"])  # a root: not tried
-    assert table.loc["x2", "chosen"] == name
-    # The kept networks' weights are the trained ones: reloading gives the same noise.
-    scm.save(tmp_path / "scm.pt")
-    rows = data.head(50)
-    pd.testing.assert_frame_equal(pc.SCM.load(tmp_path / "scm.pt").abduct(rows), scm.abduct(rows))
-    with pytest.raises(ValueError, match="simplification must be a network"):
-        Auto(simplification=pc.LinearGaussian())
-
-
 def test_an_scm_fit_with_a_refinement_chooses_among_it(tmp_path):
     truth = load_scm("triangle_multiplicative")
     data = truth.sample(2000, seed=0)
