@@ -240,6 +240,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (all models)")
     parser.add_argument("--latent-dim", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue each model's training from OUT/runs/<model>/checkpoint.pt where it exists "
+        "(an interrupted run; a finished model is not trained again)",
+    )
     parser.add_argument("--threads", type=int, default=1)
     return parser.parse_args(argv)
 
@@ -314,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
                 out_dir=run_dir,
                 progress=False,
                 dataset_options=options,
+                resume=args.resume,
                 **kwargs,
             )
             train_seconds = time.perf_counter() - start
