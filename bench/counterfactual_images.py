@@ -51,6 +51,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -262,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out or f"out/bench-counterfactual-images{suffix}")
     out.mkdir(parents=True, exist_ok=True)
     bench_start = time.perf_counter()
-    log = print
+    log = functools.partial(print, flush=True)  # followable when the output is redirected
 
     test = load_image_split(
         args.dataset, "test", p["test_size"], args.seed, progress=False, options=options

@@ -16,6 +16,7 @@ MODELS = {  # eff. intervened, eff. descendants (norm.), CF img MSE, CF img SSIM
     "diffae": (0.47, 0.34, 0.017, 0.80),
     "icm-vae": (0.12, 0.17, 0.014, 0.78),
     "scm-vae": (0.07, 0.13, 0.025, 0.61),
+    "cvae": (0.14, 0.16, 0.025, 0.61),
 }
 
 
@@ -64,3 +65,10 @@ def test_runs_that_differ_in_more_than_the_seed_are_refused(tmp_path):
     c = _run(tmp_path / "c", 2, 0.02, preset={"train_size": 500})
     with pytest.raises(SystemExit, match="preset"):
         image_seeds.main([str(a), str(c), "--out", str(tmp_path / "out")])
+    # An unfinished run (the VAEs not yet scored) gets no verdict.
+    d = _run(tmp_path / "d", 3, 0.02)
+    result = json.loads((d / "results.json").read_text())
+    result["rows"] = [r for r in result["rows"] if r["model"] != "cvae"]
+    (d / "results.json").write_text(json.dumps(result))
+    with pytest.raises(SystemExit, match="no rows for \\['cvae'\\]"):
+        image_seeds.main([str(a), str(d), "--out", str(tmp_path / "out")])
