@@ -1,7 +1,9 @@
 """Several seeds of ``bench/counterfactual_images.py``: mean and spread, and the claims per seed.
 
-Reads the ``results.json`` of runs that differ only in ``--seed`` (same preset, data set and
-models: anything else is refused), and writes ``OUT/seeds.md`` and ``OUT/seeds.json``:
+Reads the ``results.json`` of runs that differ only in ``--seed`` (same preset, data set,
+learning rate, latent size and device, else refused; the label fractions and models may differ,
+and each row of the summary says how many seeds it has), and writes ``OUT/seeds.md`` and
+``OUT/seeds.json``:
 
 * per intervened factor, model and label fraction, the mean and standard deviation over seeds
   of effectiveness (own units), descendants' and non-descendants' error (normalized), image
@@ -87,7 +89,10 @@ def summary(rows: pd.DataFrame) -> pd.DataFrame:
     mean, std = grouped.mean(), grouped.std(ddof=1)
     out = pd.DataFrame(index=mean.index)
     for m in metrics:
-        out[m] = ["" if math.isnan(a) else f"{a:.4g} ± {s:.2g}" for a, s in zip(mean[m], std[m])]
+        out[m] = [
+            "" if math.isnan(a) else f"{a:.4g}" if math.isnan(s) else f"{a:.4g} ± {s:.2g}"
+            for a, s in zip(mean[m], std[m])
+        ]  # one seed: no spread
     out["seeds"] = grouped.size()
     return out.reset_index()
 
@@ -123,6 +128,7 @@ def claims(run: dict[str, Any], root: str) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Summarize the runs given on the command line; returns what ``seeds.json`` holds."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, help="result folders of one seed each")
     parser.add_argument("--out", type=Path, required=True)
