@@ -70,6 +70,19 @@ from pyrocausal.inference.devices import resolve_device
 DIFFUSION = ("causal-diffae", "diffae")
 VAES = ("icm-vae", "scm-vae", "cvae")
 MODELS = (*DIFFUSION, *VAES)
+# The scored columns of every model row, in the order of table.md.
+METRICS = (
+    "eff. intervened",
+    "eff. intervened (norm.)",
+    "eff. descendants (norm.)",
+    "preservation (norm.)",
+    "CF img MSE",
+    "CF img SSIM",
+    "reversibility",
+    "composition x1",
+    "composition x10",
+    "s per 1k CF",
+)
 
 PRESETS: dict[str, dict[str, Any]] = {
     "cpu": dict(
@@ -405,16 +418,7 @@ def write_table(
     columns = [
         "model",
         "label fraction",
-        "eff. intervened",
-        "eff. intervened (norm.)",
-        "eff. descendants (norm.)",
-        "preservation (norm.)",
-        "CF img MSE",
-        "CF img SSIM",
-        "reversibility",
-        "composition x1",
-        "composition x10",
-        "s per 1k CF",
+        *METRICS,
         *(c for c in frame.columns if c.startswith("MAE ")),
     ]
     lines = [

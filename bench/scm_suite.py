@@ -1107,7 +1107,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         runs += reused
         reused_libraries = sorted({r["library"] for r in reused})
         notes.append(
-            f"the peers' runs ({', '.join(sorted({r['library'] for r in reused}))}) are reused "
+            f"the peers' runs ({', '.join(reused_libraries)}) are reused "
             f"from {Path(args.peers_from).name} (same pool, data, queries and budget); "
             "timing ratios across runs are left out"
         )

@@ -1665,18 +1665,31 @@ def _linearity_p_value(rows: Tensor, column: int, parents: Sequence[int]) -> flo
     """
     if not parents:
         return 1.0
+    y, linear, quadratic = _regression_designs(rows, column, parents)
+
+    def rss(design: Tensor) -> float:
+        return float(_residuals(design, y).square().sum())
+
+    statistic = len(y) * math.log(rss(linear) / max(rss(quadratic), 1e-300))
+    return float(chi2.sf(max(statistic, 0.0), quadratic.shape[1] - linear.shape[1]))
+
+
+def _regression_designs(
+    rows: Tensor, column: int, parents: Sequence[int]
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``(y, linear, quadratic)`` in float64: ``column`` of ``rows``, the design of its linear
+    regression on the parents (their columns, then an intercept), and that design followed
+    by the parents' squares and pairwise products."""
     z = rows.double()
     y = z[:, column]
     linear = torch.cat([z[:, list(parents)], torch.ones_like(y)[:, None]], dim=1)
     terms = [z[:, a] * z[:, b] for k, a in enumerate(parents) for b in parents[k:]]
-    quadratic = torch.cat([linear, torch.stack(terms, dim=1)], dim=1)
+    return y, linear, torch.cat([linear, torch.stack(terms, dim=1)], dim=1)
 
-    def rss(design: Tensor) -> float:
-        coef = torch.linalg.lstsq(design, y[:, None]).solution
-        return float((y - (design @ coef)[:, 0]).square().sum())
 
-    statistic = len(y) * math.log(rss(linear) / max(rss(quadratic), 1e-300))
-    return float(chi2.sf(max(statistic, 0.0), len(terms)))
+def _residuals(design: Tensor, y: Tensor) -> Tensor:
+    """Residuals of the least-squares regression of ``y`` on ``design``."""
+    return y - (design @ torch.linalg.lstsq(design, y[:, None]).solution)[:, 0]
 
 
 def _alternative_configs(scm: SCM) -> list[dict[str, Any]]:
@@ -1703,18 +1716,12 @@ def _constant_scale_p_value(rows: Tensor, column: int, parents: Sequence[int]) -
     merely curved does not count as a changing scale) regressed on the parents and their
     squares; ``n R^2`` against a chi-square with ``2 k`` degrees of freedom.
     """
-    z = rows.double()
-    y = z[:, column]
-    pa = z[:, list(parents)]
-    ones = torch.ones_like(y)[:, None]
-    terms = [z[:, a] * z[:, b] for k, a in enumerate(parents) for b in parents[k:]]
-    design = torch.cat([pa, ones, torch.stack(terms, dim=1)], dim=1)
-    resid = y - (design @ torch.linalg.lstsq(design, y[:, None]).solution)[:, 0]
-    r2 = resid.square()
-    aux = torch.cat([ones, pa, pa.square()], dim=1)
-    fitted = (aux @ torch.linalg.lstsq(aux, r2[:, None]).solution)[:, 0]
+    y, linear, quadratic = _regression_designs(rows, column, parents)
+    r2 = _residuals(quadratic, y).square()
+    pa = linear[:, :-1]
+    aux = torch.cat([linear[:, -1:], pa, pa.square()], dim=1)
     total = float((r2 - r2.mean()).square().sum())
-    r_squared = 1.0 - float((r2 - fitted).square().sum()) / max(total, 1e-300)
+    r_squared = 1.0 - float(_residuals(aux, r2).square().sum()) / max(total, 1e-300)
     return float(chi2.sf(max(len(y) * r_squared, 0.0), 2 * len(parents)))
 
 
