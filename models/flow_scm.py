@@ -18,7 +18,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
-from scipy.stats import chi2
+from scipy.stats import chi2, jarque_bera
 from torch import Tensor, nn
 from torch.distributions import Independent, Normal, constraints
 from torch.distributions.transforms import Transform
@@ -811,6 +811,20 @@ class SCM(nn.Module):
         mechanisms = dict(self.mechanisms)
         scale_p = self.selection.get("constant scale p")  # NaN where not tested
         rejected = set() if scale_p is None else set(scale_p.index[scale_p < self.auto.scale_alpha])
+        specification: dict[tuple[str, int], float] = {}
+
+        def specified(node: str, spec: Mechanism) -> bool:
+            """Whether ``spec``, a regression, passes its specification tests on every row
+            (see Auto.specification_alpha)."""
+            if self.auto.specification_alpha <= 0 or not isinstance(spec, LinearGaussian):
+                return False
+            key = (node, spec.degree)
+            if key not in specification:
+                specification[key] = _specification_p_value(
+                    rows, self._index[node], self._parent_index[node], spec.degree
+                )
+            return specification[key] >= self.auto.specification_alpha
+
         for i, node in enumerate(nodes):
             for spec, nll in zip(late, challengers):
                 if spec == mechanisms[node] or (spec in early and mechanisms[node].closed_form):
@@ -824,6 +838,10 @@ class SCM(nn.Module):
                     self.selection.loc[node, "linearity p"] = p_value
                     if p_value < self.auto.nested_alpha:
                         mechanisms[node], current[i] = spec, nll[i]
+                    continue
+                if spec in early and specified(node, spec):
+                    # the regression describes the node: the network won it by chance
+                    mechanisms[node], current[i] = spec, nll[i]
                     continue
                 if beats(nll[i], current[i], self.auto.challenge_se_rule):
                     mechanisms[node], current[i] = spec, nll[i]
@@ -840,6 +858,8 @@ class SCM(nn.Module):
         gap: dict[str, float] = {}
         for i, node in enumerate(nodes):
             final = mechanisms[node]
+            if specified(node, final):
+                continue  # a regression that passes its tests keeps no network beside it
             options = [(s, nll[i]) for s, nll in zip(late, challengers) if s != final]
             if self.mechanisms[node] != final:
                 options.append((self.mechanisms[node], trained[node]))
@@ -854,6 +874,11 @@ class SCM(nn.Module):
                 spec, nll = options[min(ties)[1]]
                 runner_up[node] = spec
                 gap[node] = float((nll - current[i]).sum())
+        if specification:
+            self.selection["specification p"] = [
+                specification.get((n, getattr(mechanisms.get(n), "degree", 0)), np.nan)
+                for n in self.graph.nodes
+            ]
         self.selection["near tie"] = [
             _describe(runner_up[n]) if n in runner_up else "" for n in self.graph.nodes
         ]
@@ -1690,6 +1715,38 @@ def _regression_designs(
 def _residuals(design: Tensor, y: Tensor) -> Tensor:
     """Residuals of the least-squares regression of ``y`` on ``design``."""
     return y - (design @ torch.linalg.lstsq(design, y[:, None]).solution)[:, 0]
+
+
+def _specification_p_value(rows: Tensor, column: int, parents: Sequence[int], degree: int) -> float:
+    """The smallest p-value of three specification tests of the least-squares regression of
+    ``column`` on ``parents`` of ``degree`` (1 or 2), on ``rows``.
+
+    The likelihood-ratio (F-) test against the full cubic polynomial in the parents
+    (curvature the regression misses, odd or even), White's test of a constant noise scale
+    (:func:`_constant_scale_p_value`) and the Jarque-Bera test of Gaussian residuals. A root
+    gets the Jarque-Bera test alone.
+    """
+    z = rows.double()
+    if not parents:
+        y = z[:, column]
+        return float(jarque_bera((y - y.mean()).cpu().numpy()).pvalue)
+    y, linear, quadratic = _regression_designs(rows, column, parents)
+    design = linear if degree == 1 else quadratic
+    cubes = [
+        z[:, a] * z[:, b] * z[:, c]
+        for i, a in enumerate(parents)
+        for j, b in enumerate(parents[i:], i)
+        for c in parents[j:]
+    ]
+    cubic = torch.cat([quadratic, torch.stack(cubes, dim=1)], dim=1)
+    residuals = _residuals(design, y)
+    rss = float(residuals.square().sum())
+    statistic = len(y) * math.log(rss / max(float(_residuals(cubic, y).square().sum()), 1e-300))
+    return min(
+        float(chi2.sf(max(statistic, 0.0), cubic.shape[1] - design.shape[1])),
+        _constant_scale_p_value(rows, column, parents),
+        float(jarque_bera(residuals.cpu().numpy()).pvalue),
+    )
 
 
 def _alternative_configs(scm: SCM) -> list[dict[str, Any]]:

@@ -1,5 +1,7 @@
 """Mechanism specifications: the stacked layout, closed-form nodes and the "auto" choice."""
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -324,6 +326,55 @@ def test_constant_scale_test_separates_a_changing_scale_from_a_curved_mean():
         for k, y in rows.items()
     }
     assert p["curved"] > 0.01 and p["scaled"] < 1e-6, p
+
+
+def test_specification_tests_pass_a_regression_only_where_it_is_the_model():
+    from pyrocausal.models.flow_scm import _specification_p_value
+
+    rng = np.random.default_rng(0)
+    x1, x2 = rng.normal(size=(2, 5000))
+    noise = rng.normal(size=5000)
+    columns = {
+        "linear": 0.5 * x1 + noise,
+        "odd curve": x1 + 0.3 * np.tanh(2 * x1) + 0.5 * noise,  # invisible to the squares
+        "laplace noise": 0.5 * x1 + rng.laplace(size=5000),
+        "changing scale": x1 + (1 + 0.3 * np.tanh(x1)) * noise,
+        "product": x1 + x2 + x1 * x2 + 0.3 * noise,
+    }
+    rows = torch.tensor(np.stack([x1, x2, *columns.values()], 1))
+    p = {k: _specification_p_value(rows, 2 + i, [0], 1) for i, k in enumerate(columns)}
+    p["product"] = _specification_p_value(rows, 6, [0, 1], 1)
+    p["product, quadratic"] = _specification_p_value(rows, 6, [0, 1], 2)
+    p["normal root"] = _specification_p_value(rows, 0, [], 1)
+    p["uniform root"] = _specification_p_value(torch.rand(5000, 1), 0, [], 1)
+    for passes in ("linear", "product, quadratic", "normal root"):
+        assert p[passes] > 0.01, p
+    for fails in ("odd curve", "laplace noise", "changing scale", "product", "uniform root"):
+        assert p[fails] < 1e-6, p
+
+
+def test_a_network_does_not_keep_a_linear_gaussian_node_it_won_by_chance():
+    # bench/posterior_fitted.py's interaction SCM on fit seed 1: the pilot's 24x24 MAF beat
+    # the linear regression of the linear-Gaussian x2 by 0.002 nats (two standard errors) on
+    # the validation rows; the specification tests give the node back to the regression
+    rng = np.random.default_rng(10_001)
+    u1, u2, u3 = rng.normal(size=(3, 5000))
+    x1, x2 = u1, 0.5 * u1 + u2
+    data = pd.DataFrame({"x1": x1, "x2": x2, "x3": x1 + x2 + x1 * x2 + 0.3 * u3})
+    graph = {"x1": [], "x2": ["x1"], "x3": ["x1", "x2"]}
+    without = pc.SCM(graph, dataclasses.replace(Auto.light(), specification_alpha=0.0))
+    without.fit(data, progress=False, seed=1)
+    assert without.selection.loc["x2", "chosen"] == "maf(24x24)"  # the chance win
+    scm = pc.SCM(graph)
+    scm.fit(data, progress=False, seed=1)
+    table = scm.selection
+    assert table.loc["x2", "maf(24x24)"] < table.loc["x2", "linear"]
+    assert table.loc["x2", "chosen"] == "linear" and table.loc["x2", "specification p"] > 1e-3
+    # x3's quadratic is the model too: no network is kept beside it
+    assert table.loc["x3", "chosen"] == "quadratic" and not scm.alternatives
+    assert (table["near tie"] == "").all()
+    with pytest.raises(ValueError, match="specification_alpha"):
+        Auto(specification_alpha=-0.1)
 
 
 def test_a_regression_whose_noise_scale_changes_gives_way_to_a_network():
