@@ -188,9 +188,17 @@ class Discrete:
             },
         )
 
+    # y's logit b0 + bt t + bz z + btz t z, t's logit m + k z, z ~ N(loc, scale^2)
+    params: dict[str, tuple[float, ...]] = {
+        "y": (-0.5, 2.0, 1.0, 1.5),
+        "t": (0.0, 1.5),
+        "z": (0.0, 1.0),
+    }
+
     @staticmethod
-    def logit(t: Any, z: Any) -> Any:
-        return -0.5 + 2 * t + z + 1.5 * t * z
+    def logit(t: Any, z: Any, coef: tuple[float, ...] = params["y"]) -> Any:
+        b0, bt, bz, btz = coef
+        return b0 + bt * t + bz * z + btz * t * z
 
     @staticmethod
     def sample(n: int, rng: np.random.Generator) -> tuple[pd.DataFrame, np.ndarray]:
@@ -206,22 +214,31 @@ class Discrete:
         return {"t": 1.0 - rows["t"].to_numpy()}
 
     @staticmethod
-    def exact_probability(rows: pd.DataFrame, seen: tuple[str, ...]) -> np.ndarray:
+    def exact_probability(
+        rows: pd.DataFrame,
+        seen: tuple[str, ...],
+        params: dict[str, tuple[float, ...]] | None = None,
+    ) -> np.ndarray:
+        """P(y' = 1 | evidence) per row; ``params`` (default: the truth's) as in ``params``."""
+        params = params or Discrete.params
         t = rows["t"].to_numpy()[:, None]
         y = rows["y"].to_numpy()[:, None]
+
+        def logit(t: Any, z: Any) -> Any:
+            return Discrete.logit(t, z, params["y"])
+
         if "z" in seen:
             z = rows["z"].to_numpy()[:, None]
-            return _flip(y, Discrete.logit(t, z), Discrete.logit(1 - t, z))[:, 0]
-        zg = GRID[None, :]
-        lt = 1.5 * zg
+            return _flip(y, logit(t, z), logit(1 - t, z))[:, 0]
+        (m, k), (loc, scale) = params["t"], params["z"]
+        zg = loc + scale * GRID[None, :]
+        lt = m + k * zg
         log_w = (
-            _norm_logpdf(zg)
+            _norm_logpdf(zg, loc, scale**2)
             + np.where(t == 1, np.log(expit(lt)), np.log(expit(-lt)))
-            + np.where(
-                y == 1, np.log(expit(Discrete.logit(t, zg))), np.log(expit(-Discrete.logit(t, zg)))
-            )
+            + np.where(y == 1, np.log(expit(logit(t, zg))), np.log(expit(-logit(t, zg))))
         )
-        return _grid_mean(log_w, _flip(y, Discrete.logit(t, zg), Discrete.logit(1 - t, zg)))
+        return _grid_mean(log_w, _flip(y, logit(t, zg), logit(1 - t, zg)))
 
 
 # ---------------------------------------------------------------- the latent-confounder SCM
@@ -292,8 +309,15 @@ def _group_coverage(hit: np.ndarray, key: np.ndarray) -> list[float]:
 
 
 def _continuous_report(
-    draws: np.ndarray, truth: np.ndarray, exact_mean: np.ndarray, ref: np.ndarray, iid: np.ndarray
+    draws: np.ndarray,
+    truth: np.ndarray,
+    exact_mean: np.ndarray,
+    ref: np.ndarray,
+    iid: np.ndarray,
+    distance_rows: int | None = None,
 ) -> dict[str, Any]:
+    """Coverage on every row; W1 to the exact draws ``ref`` on the first ``distance_rows``
+    (all by default), against the floor of exact i.i.d. draws ``iid``."""
     out: dict[str, Any] = {}
     for level in (0.5, 0.9):
         hit = _coverage(draws, truth, level)
@@ -301,7 +325,7 @@ def _continuous_report(
         out[f"coverage_{int(level * 100)}"] = float(hit.mean())
         out[f"group_coverage_{int(level * 100)}"] = groups
         out[f"worst_group_gap_{int(level * 100)}"] = float(max(abs(g - level) for g in groups))
-    w1 = np.array([stats.wasserstein_distance(d, r) for d, r in zip(draws, ref)])
+    w1 = np.array([stats.wasserstein_distance(d, r) for d, r in zip(draws[:distance_rows], ref)])
     floor = np.array([stats.wasserstein_distance(d, r) for d, r in zip(iid, ref)])
     out["w1"] = float(w1.mean())
     out["w1_floor"] = float(floor.mean())

@@ -376,6 +376,11 @@ class SVIAbduction(Abduction):
         defensive: Share of the proposal drawn from the prior when resampling (defensive
             importance sampling: the weights stay bounded where the guide is too narrow,
             e.g. on a curved or multimodal posterior).
+        reuse: A dictionary in which the guides fitted for the parameter draws of one model
+            (``fit_uncertainty="parameters"``) are kept per missingness pattern: the later
+            draws propose from the first one's fitted and adapted guide instead of fitting
+            their own (set by the query; only with ``resample``, which corrects the proposal
+            to each draw's exact posterior).
     """
 
     guide: Callable[[Tensor, int], Guide] = RowNormal
@@ -385,16 +390,27 @@ class SVIAbduction(Abduction):
     resample: bool = True
     oversample: int = 8
     defensive: float = 0.25
+    reuse: dict | None = field(default=None, compare=False, repr=False)
 
     def propose(self, problem: _Problem, num_samples: int) -> _Proposal:
-        guide = self.guide(problem.context, len(problem.hidden_continuous))
-        guide.to(dtype=problem.context.dtype, device=problem.context.device)
-        lr = self.lr if self.lr is not None else getattr(guide, "lr", Guide.lr)
-        if hasattr(guide, "initialize"):
-            guide.initialize(problem)
-        losses = _fit_guide(problem, guide, self.num_steps, self.num_particles, lr)
-        if self.resample and hasattr(guide, "adapt"):
-            guide.adapt(problem, max(self.defensive, 0.05))
+        base = problem.scm.__dict__.get("_parameter_base")
+        key = None
+        if self.reuse is not None and base is not None and self.resample:
+            key = (base, problem.hidden_continuous, problem.hidden_discrete, problem.num_rows,
+                   tuple(problem.observed))  # fmt: skip
+        if key is not None and key in self.reuse:
+            guide, losses = self.reuse[key], []  # fitted and adapted: only sampled from
+        else:
+            guide = self.guide(problem.context, len(problem.hidden_continuous))
+            guide.to(dtype=problem.context.dtype, device=problem.context.device)
+            lr = self.lr if self.lr is not None else getattr(guide, "lr", Guide.lr)
+            if hasattr(guide, "initialize"):
+                guide.initialize(problem)
+            losses = _fit_guide(problem, guide, self.num_steps, self.num_particles, lr)
+            if self.resample and hasattr(guide, "adapt"):
+                guide.adapt(problem, max(self.defensive, 0.05))
+            if key is not None:
+                self.reuse[key] = guide
         draws = num_samples * (self.oversample if self.resample else 1)
         alpha = self.defensive if self.resample else 0.0
         return _Proposal(

@@ -34,6 +34,10 @@ from pyrocausal.models.flow_scm import SCM
 from pyrocausal.results import ATEResult, CausalQueryResult
 from pyrocausal.validation import Intervention
 
+# Each member answers with its near-tied mechanisms (fit_uncertainty="mechanisms"): the
+# ensemble's own spread is the uncertainty of the parameters.
+MEMBER_UNCERTAINTY = "mechanisms"
+
 
 class SCMEnsemble:
     """Several SCMs over one graph that answer queries together.
@@ -155,6 +159,7 @@ class SCMEnsemble:
                 num_samples=share,
                 abduction=abduction,
                 seed=_member_seed(seed, m),
+                fit_uncertainty=MEMBER_UNCERTAINTY,
             )
             for m, (member, share) in enumerate(zip(self.members, self._split(num_samples)))
         ]
@@ -200,6 +205,7 @@ class SCMEnsemble:
                     control,
                     num_samples=num_samples,
                     seed=_member_seed(seed, m),
+                    fit_uncertainty=MEMBER_UNCERTAINTY,
                 )
                 for m, member in enumerate(self.members)
             ]
@@ -258,7 +264,9 @@ class _EnsembleIntervention:
 
     def query(self, num_samples: int, seed: int | None = None) -> CausalQueryResult:
         parts = [
-            m.do(self.intervention).query(share, seed=_member_seed(seed, i))
+            m.do(self.intervention).query(
+                share, seed=_member_seed(seed, i), fit_uncertainty=MEMBER_UNCERTAINTY
+            )
             for i, (m, share) in enumerate(
                 zip(self.ensemble.members, self.ensemble._split(num_samples))
             )
@@ -267,19 +275,25 @@ class _EnsembleIntervention:
 
 
 def _pool(parts: list[CausalQueryResult]) -> CausalQueryResult:
-    """One result from the members' results: draws concatenated and renumbered per row."""
+    """One result from the members' results: draws concatenated, then shuffled (the same
+    fixed permutation for every row and group, so draws stay paired across groups): the
+    pooled draws are i.i.d. from the mixture, not blocks by member (which ArviZ's effective
+    sample size would read as autocorrelation)."""
+    first = parts[0]
+    total = sum(p.num_draws for p in parts)
+    permutation = np.random.default_rng(0).permutation(total)  # new draw j = old draw perm[j]
+    renumber = np.argsort(permutation)
 
     def stack(frames: list[pd.DataFrame | None]) -> pd.DataFrame | None:
         if any(f is None for f in frames):
             return None
         whole = pd.concat(frames)
         rows = whole.index.get_level_values("row")
-        draws = whole.groupby(level="row", sort=False).cumcount().to_numpy()
+        draws = renumber[whole.groupby(level="row", sort=False).cumcount().to_numpy()]
         whole.index = pd.MultiIndex.from_arrays([rows, draws], names=["row", "draw"])
         order = pd.Categorical(rows, categories=first.rows).codes  # the evidence's row order
-        return whole.iloc[np.argsort(order, kind="stable")]
+        return whole.iloc[np.lexsort((draws, order))]
 
-    first = parts[0]
     diagnostics = None
     if first.diagnostics is not None:
         diagnostics = pd.concat(
@@ -290,8 +304,8 @@ def _pool(parts: list[CausalQueryResult]) -> CausalQueryResult:
         values = [np.asarray(p.stats[name][1]) for p in parts if name in p.stats]
         if len(values) != len(parts):
             continue
-        if dims[:1] == ("draw",):  # the pooled draws are the members' draws in member order
-            stats[name] = (dims, np.concatenate(values))
+        if dims[:1] == ("draw",):  # the members' draws, shuffled as the samples are
+            stats[name] = (dims, np.concatenate(values)[permutation])
         elif len({v.shape for v in values}) == 1:
             stats[name] = (("member", *dims), np.stack(values))
     return CausalQueryResult(

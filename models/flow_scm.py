@@ -55,6 +55,8 @@ MechanismArg = Mechanism | Auto | str | Mapping[str, Mechanism | Auto | str] | N
 #: Refits behind ``fit_uncertainty="bootstrap"`` (10 members: 90% coverage 0.87 where one fit
 #: gave 0.69, bench/results/posterior_calibration.md, "Parameter uncertainty").
 BOOTSTRAP_MEMBERS = 10
+PARAMETER_DRAWS = 10
+FIT_UNCERTAINTY = ("parameters", "mechanisms", "bootstrap", "none")
 
 
 class _NodeTransform(Transform):
@@ -430,6 +432,7 @@ class SCM(nn.Module):
         frame = check_frame(data, self.graph.observed)
         # Kept for fit_uncertainty="bootstrap" (refits on resamples; not saved to files).
         self.__dict__.pop("_bootstrap", None)
+        self.__dict__.pop("_parameter_draws", None)
         self.__dict__["_fit_data"] = frame
         self.__dict__["_fit_options"] = dict(
             epochs=epochs, batch_size=batch_size, lr=lr, device=device,
@@ -1083,7 +1086,7 @@ class SCM(nn.Module):
         abduction: Abduction | None = None,
         seed: int | None = None,
         confounding: Confounding | None = None,
-        fit_uncertainty: str = "mechanisms",
+        fit_uncertainty: str = "parameters",
     ) -> pd.DataFrame | CausalQueryResult:
         """Counterfactuals of factual rows: abduction, action, prediction.
 
@@ -1115,15 +1118,21 @@ class SCM(nn.Module):
                 :class:`~pyrocausal.inference.sensitivity.UnidentifiedQueryWarning`; a latent
                 confounder of one treatment and one outcome is then answered under the
                 default, wide range (see README, "Latent confounders").
-            fit_uncertainty: ``"mechanisms"`` (default): where :meth:`fit` found a near-tie
-                between two mechanisms of a node (:attr:`alternatives`), the draws are split
-                between the models by their weights (pseudo-BMA: the exponential of their
-                held-out log-likelihood), so the answer carries the uncertainty of the choice;
-                ``"bootstrap"``: the uncertainty of the parameters and of the choices too, the
-                draws split over :data:`BOOTSTRAP_MEMBERS` refits on bootstrap resamples of the
-                training rows (made on first use in the session that fitted the model, then
-                kept; as :class:`~pyrocausal.models.SCMEnsemble`); ``"none"``: this model
-                alone.
+            fit_uncertainty: ``"parameters"`` (default): the uncertainty of the mechanism
+                choice and of the least-squares nodes' parameters. Where :meth:`fit` found a
+                near-tie between two mechanisms of a node (:attr:`alternatives`), the draws
+                are split between the models by their weights (pseudo-BMA: the exponential of
+                their held-out log-likelihood); each model's share is split again over
+                :data:`PARAMETER_DRAWS` draws of its regressions' coefficients and noise scale
+                from their exact posterior (flat prior; saved with the model, the same draws
+                every time). Networks and learned discrete logits keep their fit. The draws
+                share one fitted guide per missingness pattern (:class:`SVIAbduction`'s
+                ``reuse``), so this costs about 1.5 times a query of the model alone.
+                ``"mechanisms"``: the near-ties only; ``"bootstrap"``: the uncertainty of
+                every parameter and of the choices, the draws split over
+                :data:`BOOTSTRAP_MEMBERS` refits on bootstrap resamples of the training rows
+                (made on first use in the session that fitted the model, then kept; as
+                :class:`~pyrocausal.models.SCMEnsemble`); ``"none"``: this model alone.
 
         Returns:
             Without ``num_samples``, a DataFrame of counterfactual rows (the factual index);
@@ -1153,8 +1162,13 @@ class SCM(nn.Module):
             True
         """
         if num_samples is not None:
-            from pyrocausal.inference.posterior import counterfactual_query
+            from pyrocausal.inference.posterior import SVIAbduction, counterfactual_query
 
+            if fit_uncertainty == "parameters" and (
+                abduction is None or isinstance(abduction, SVIAbduction)
+            ):
+                # the parameter draws of one model share its fitted guides (one SVI fit)
+                abduction = dataclasses.replace(abduction or SVIAbduction(), reuse={})
             return self._pooled(
                 fit_uncertainty,
                 num_samples,
@@ -1212,7 +1226,7 @@ class SCM(nn.Module):
         control: Intervention,
         num_samples: int = 10_000,
         seed: int | None = None,
-        fit_uncertainty: str = "mechanisms",
+        fit_uncertainty: str = "parameters",
     ) -> ATEResult:
         """Average treatment effect ``E[target | do(treatment)] - E[target | do(control)]``.
 
@@ -1225,17 +1239,21 @@ class SCM(nn.Module):
             control: The intervention of the control world.
             num_samples: Monte Carlo draws (shared by both worlds).
             seed: Seed of the draws.
-            fit_uncertainty: ``"mechanisms"`` (default): with a near-tied mechanism choice
-                (:attr:`alternatives`) the estimate is the models' weighted mean and ``se``
-                includes their weighted spread; ``"bootstrap"``: the same over the bootstrap
-                refits (see :meth:`counterfactual`); ``"none"``: this model alone.
+            fit_uncertainty: ``"parameters"`` (default): the estimate is the weighted mean
+                over the near-tied mechanism choices (:attr:`alternatives`) and the draws of
+                the least-squares nodes' parameters (see :meth:`counterfactual`), and ``se``
+                includes their weighted spread; ``"mechanisms"``: over the near-ties only;
+                ``"bootstrap"``: over the bootstrap refits; ``"none"``: this model alone.
 
         Returns:
             An :class:`~pyrocausal.results.ATEResult`: a ``float`` (the estimate) whose
-            ``se`` is the Monte Carlo standard error of the paired differences and whose
-            ``interval(prob)`` is the normal interval around it. It measures the Monte Carlo
-            error only, the mechanisms taken as known; for the uncertainty of the fit use
-            :meth:`SCMEnsemble.ate <pyrocausal.models.SCMEnsemble.ate>`. When a learned
+            ``se`` is the Monte Carlo standard error of the paired differences plus, with
+            several models (``fit_uncertainty``, ``members`` their ATEs), their weighted
+            spread, and whose ``interval(prob)`` is the normal interval around it. With
+            ``fit_uncertainty="none"`` it measures the Monte Carlo error only, the mechanisms
+            taken as known; for the uncertainty of every parameter, networks included, use
+            ``"bootstrap"`` or :meth:`SCMEnsemble.ate <pyrocausal.models.SCMEnsemble.ate>`.
+            When a learned
             latent node confounds the treatment and the target it warns
             (:class:`~pyrocausal.inference.sensitivity.UnidentifiedQueryWarning`); a latent
             confounder of one treatment and the target is answered under the default
@@ -1287,17 +1305,55 @@ class SCM(nn.Module):
 
     def _members(self, fit_uncertainty: str) -> tuple[list[SCM], np.ndarray]:
         """The models a query averages over and their weights (see ``fit_uncertainty``)."""
-        if fit_uncertainty not in ("mechanisms", "bootstrap", "none"):
+        if fit_uncertainty not in FIT_UNCERTAINTY:
             raise ValueError(
-                "fit_uncertainty must be 'mechanisms', 'bootstrap' or 'none', got "
+                f"fit_uncertainty must be one of {', '.join(map(repr, FIT_UNCERTAINTY))}, got "
                 f"{fit_uncertainty!r}"
             )
         if fit_uncertainty == "bootstrap":
             members = self._bootstrap_members()
             return members, np.full(len(members), 1.0 / len(members))
+        if fit_uncertainty == "parameters":
+            bases, weights = self._members("mechanisms")
+            pairs = [(m, w / len(draws)) for b, w in zip(bases, weights)
+                     for draws in [b._parameter_members()] for m in draws]  # fmt: skip
+            return [m for m, _ in pairs], np.array([w for _, w in pairs])
         if fit_uncertainty == "mechanisms" and len(self.alternatives):
             return [self, *self.alternatives], self.alternative_weights.double().cpu().numpy()
         return [self], np.ones(1)
+
+    def _parameter_members(self) -> list[SCM]:
+        """:data:`PARAMETER_DRAWS` copies of this SCM whose least-squares nodes are draws from
+        their posterior (``StackedMechanism.draw_least_squares``; the same draws every time),
+        or this SCM alone where it has none."""
+        cached = self.__dict__.get("_parameter_draws")
+        if cached is not None and cached[0].device == self.device:
+            return cached
+        regressions = [
+            g
+            for g, stack in enumerate(self.stacks)
+            if getattr(stack, "closed_form", False)
+            and not getattr(stack, "raw_units", False)
+            and bool((getattr(stack, "ls_dof", torch.zeros(1)) >= 1).any())
+        ]
+        members: list[SCM] = [self]
+        if regressions and not self.graph.latent:
+            rng = np.random.default_rng(0)
+            state = {
+                k: v
+                for k, v in self.state_dict().items()
+                if not k.startswith(("alternatives.", "marginal.", "alternative_weights"))
+            }
+            members = []
+            for _ in range(PARAMETER_DRAWS):
+                draw = SCM(self.graph, self.mechanisms).to(device=self.device, dtype=self.dtype)
+                draw.load_state_dict({**state, "alternative_weights": draw.alternative_weights})
+                for g in regressions:
+                    draw.stacks[g].draw_least_squares(rng)
+                draw.__dict__["_parameter_base"] = id(self)  # see SVIAbduction.reuse
+                members.append(draw)
+        self.__dict__["_parameter_draws"] = members
+        return members
 
     def _bootstrap_members(self) -> list[SCM]:
         """:data:`BOOTSTRAP_MEMBERS` copies of this SCM refitted on bootstrap resamples of its
@@ -1599,13 +1655,13 @@ class InterventionalSCM:
         return self.scm._frame(values)
 
     def query(
-        self, num_samples: int, seed: int | None = None, fit_uncertainty: str = "mechanisms"
+        self, num_samples: int, seed: int | None = None, fit_uncertainty: str = "parameters"
     ) -> CausalQueryResult:
         """Interventional draws as a :class:`~pyrocausal.results.CausalQueryResult`.
 
         ``fit_uncertainty`` as in :meth:`SCM.counterfactual`: by default the draws are split
         between the SCM and its :attr:`~SCM.alternatives` (near-tied mechanisms) when it
-        has them.
+        has them, and over draws of its least-squares nodes' parameters.
 
         Its ``samples`` are :meth:`sample`'s rows (row ``0``, one draw each); its ``factual``
         group holds observational draws with the same seed (common random numbers), so

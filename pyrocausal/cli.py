@@ -424,10 +424,11 @@ def _query_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--fit-uncertainty",
-        choices=("mechanisms", "none"),
-        default="mechanisms",
-        help="average over near-tied mechanism choices (default) or use the chosen model alone "
-        "(a saved model has no training rows for 'bootstrap')",
+        choices=("parameters", "mechanisms", "none"),
+        default="parameters",
+        help="average over near-tied mechanism choices and the regressions' parameter "
+        "posterior (default), over the near-ties only, or use the chosen model alone (a saved "
+        "model has no training rows for 'bootstrap')",
     )
 
 

@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from pyro.contrib.zuko import ZukoToPyro
 from torch import Size, Tensor, nn
@@ -726,6 +727,10 @@ class StackedMechanism(nn.Module):
         self.register_buffer("mask", mask)
         self.register_buffer("base_loc", torch.zeros(1))
         self.register_buffer("base_scale", torch.ones(1))
+        if spec.closed_form:  # the least-squares posterior (see draw_least_squares)
+            self.register_buffer("ls_cov", torch.zeros(g, inputs + 1, inputs + 1))
+            self.register_buffer("ls_rss", torch.zeros(g))
+            self.register_buffer("ls_dof", torch.zeros(g))
         fan_in = torch.tensor([1 / math.sqrt(max(1, len(p))) for p in self.parents]).view(g, 1, 1)
         last = len(widths) == 2  # the first layer is the output layer
         weight = torch.zeros(g, inputs, 2 + first)
@@ -788,6 +793,53 @@ class StackedMechanism(nn.Module):
             self.weight_in[g, rows, 0] = coef[:-1].to(x.dtype)
             self.bias_in[g, 0, 0] = float(coef[-1])
             self.bias_in[g, 0, 1] = math.log(max(float(resid.std()), 1e-3))
+            if self.closed_form:
+                index = torch.tensor([*rows, self.weight_in.shape[1]], device=x.device)
+                gram = design.double().T @ design.double()
+                self.ls_cov[g] = 0.0
+                # Collinear terms (the square of a binary parent) get no variance: their
+                # direction is not identified by the rows, and any draw along it is noise.
+                cov = torch.linalg.pinv(gram, rtol=1e-9, hermitian=True)
+                self.ls_cov[g][index[:, None], index] = cov.to(x.dtype)
+                self.ls_rss[g] = float(resid.square().sum())
+                self.ls_dof[g] = float(len(y) - design.shape[1])
+
+    @torch.no_grad()
+    def draw_least_squares(self, rng: np.random.Generator) -> None:
+        """Replace each regression by a draw from its posterior given the rows of
+        :meth:`initialize` (closed-form stacks only).
+
+        The exact posterior of a linear-Gaussian regression under the flat prior on its
+        coefficients and log standard deviation: ``sigma^2 = RSS / chi2(n - p)`` and the
+        coefficients ``N(least squares, sigma^2 (X'X)^-1)``. Nodes without rows (a model
+        saved before this was kept) keep their fit.
+        """
+        if not self.closed_form:
+            raise ValueError(f"{self.spec} is not a least-squares regression")
+        for g, pa in enumerate(self.parents):
+            dof = float(self.ls_dof[g])
+            if dof < 1:
+                continue
+            rows = self._input_rows(pa)
+            index = torch.tensor([*rows, self.weight_in.shape[1]], device=self.ls_cov.device)
+            cov = self.ls_cov[g][index[:, None], index].double()
+            sigma2 = float(self.ls_rss[g]) / rng.chisquare(dof)
+            # a square root of the covariance that tolerates collinear terms (a quadratic's)
+            values, vectors = torch.linalg.eigh(cov)
+            root = vectors * values.clamp_min(0.0).sqrt()
+            z = torch.as_tensor(rng.standard_normal(len(index)), dtype=cov.dtype, device=cov.device)
+            step = (math.sqrt(sigma2) * root @ z).to(self.weight_in.dtype)
+            self.weight_in[g, rows, 0] += step[:-1]
+            self.bias_in[g, 0, 0] += step[-1]
+            self.bias_in[g, 0, 1] = 0.5 * math.log(max(sigma2, 1e-6))
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any) -> None:
+        # Models saved before the least-squares posterior was kept have no such buffers:
+        # they load with none (zero degrees of freedom: draw_least_squares keeps the fit).
+        for name in ("ls_cov", "ls_rss", "ls_dof"):
+            if hasattr(self, name) and prefix + name not in state_dict:
+                state_dict[prefix + name] = torch.zeros_like(getattr(self, name))
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     @torch.no_grad()
     def copy_slot(self, source: StackedMechanism, src: int, dst: int) -> None:

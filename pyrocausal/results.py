@@ -424,8 +424,10 @@ class CausalQueryResult:
         """Plot the answer.
 
         A counterfactual result: one panel per row with the counterfactual distribution of
-        ``variable``, the factual value (a line; dashed and from the posterior mean where it
-        was not observed) and the evidence-ignoring interventional distribution in grey. An
+        ``variable`` (histograms scaled to a peak of 1; one far narrower than the
+        evidence-ignoring answer as its 90% band), the factual value (a line; dashed and
+        from the posterior mean where it was not observed) and the evidence-ignoring
+        interventional distribution in grey. An
         interventional result: one panel per variable, interventional against observational
         density.
 
@@ -467,12 +469,20 @@ class CausalQueryResult:
         nrows = -(-len(chosen) // cols)
         fig, axes = plt.subplots(nrows, cols, figsize=(3.4 * cols, 2.6 * nrows), squeeze=False)
         for ax, row in zip(axes.flat, chosen):
-            self._density(
-                ax, self.samples.xs(row, level="row")[variable], variable, "counterfactual", "C1"
-            )
+            naive = None
             if self.interventional is not None:
                 naive = self.interventional.xs(row, level="row")[variable]
-                self._density(ax, naive, variable, "ignoring evidence", "0.6")
+            self._density(
+                ax,
+                self.samples.xs(row, level="row")[variable],
+                variable,
+                "counterfactual",
+                "C1",
+                within=None if naive is None else float(np.ptp(naive.to_numpy(np.float64))),
+                scaled=True,
+            )
+            if naive is not None:
+                self._density(ax, naive, variable, "ignoring evidence", "0.6", scaled=True)
             seen = None
             if self.evidence is not None and variable in self.evidence:
                 seen = self.evidence.loc[row, variable]
@@ -500,7 +510,20 @@ class CausalQueryResult:
                 parts.append(f"{k}=per row")
         return ", ".join(parts)
 
-    def _density(self, ax: Any, draws: pd.Series, variable: str, label: str, color: str) -> None:
+    def _density(
+        self,
+        ax: Any,
+        draws: pd.Series,
+        variable: str,
+        label: str,
+        color: str,
+        within: float | None = None,
+        scaled: bool = False,
+    ) -> None:
+        """Draws of ``variable`` on ``ax``; ``within``: the range of the other distribution
+        in the panel, beside which a far narrower one is drawn as its 90% band; ``scaled``:
+        a histogram whose highest bar is 1 (a narrow answer beside a wide one stays
+        readable, its peak does not flatten the other)."""
         values = draws.to_numpy(np.float64)
         if variable in self.discrete:
             levels, counts = np.unique(values, return_counts=True)
@@ -513,6 +536,17 @@ class CausalQueryResult:
             # A single value (e.g. a counterfactual with every variable observed): a
             # histogram of it is a sliver whose height flattens everything else in the panel.
             ax.axvline(values[0], color=color, lw=2.5, label=f"{label} (one value)")
+        elif within is not None and np.ptp(values) < 0.02 * within:
+            # Nearly one value (every variable observed, only the fit's uncertainty left):
+            # its histogram would be a spike that flattens the other one; its 90% band.
+            low, mid, high = np.quantile(values, [0.05, 0.5, 0.95])
+            ax.axvspan(low, high, color=color, alpha=0.5)
+            ax.axvline(mid, color=color, lw=2.5, label=f"{label} (narrow: 90% band)")
+        elif scaled:
+            heights, edges = np.histogram(values, bins=40, density=True)
+            ax.stairs(heights / heights.max(), edges, fill=True, alpha=0.35, color=color,
+                      label=label)  # fmt: skip
+            ax.set_ylabel("density (peak = 1)")
         else:
             ax.hist(
                 values,

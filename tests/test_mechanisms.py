@@ -1,5 +1,6 @@
 """Mechanism specifications: the stacked layout, closed-form nodes and the "auto" choice."""
 
+import copy
 import dataclasses
 
 import numpy as np
@@ -375,6 +376,56 @@ def test_a_network_does_not_keep_a_linear_gaussian_node_it_won_by_chance():
     assert (table["near tie"] == "").all()
     with pytest.raises(ValueError, match="specification_alpha"):
         Auto(specification_alpha=-0.1)
+
+
+def test_least_squares_draws_follow_the_regression_posterior():
+    rng = np.random.default_rng(0)
+    n = 40
+    x1 = rng.normal(size=n)
+    rows = torch.tensor(np.stack([x1, 0.7 * x1 + 0.5 * rng.normal(size=n)], 1))
+    stack = pc.LinearGaussian().build([[0]], 2).double().requires_grad_(False)
+    stack.initialize(rows, torch.tensor([1]))
+    fit = (float(stack.weight_in[0, 0, 0]), float(stack.bias_in[0, 0, 0]))
+    design = np.stack([x1, np.ones(n)], 1)
+    coef, rss = np.linalg.lstsq(design, rows[:, 1].numpy(), rcond=None)[:2]
+    np.testing.assert_allclose(fit, coef, atol=1e-10)
+    # the posterior of the slope under the flat prior: Student t, scale s (X'X)^-1_11
+    se = np.sqrt(rss[0] / (n - 2) * np.linalg.inv(design.T @ design)[0, 0])
+    sd = se * np.sqrt((n - 2) / (n - 4))
+    draws, scales = [], []
+    generator = np.random.default_rng(1)
+    for _ in range(4000):
+        draw = copy.deepcopy(stack)
+        draw.draw_least_squares(generator)
+        draws.append(float(draw.weight_in[0, 0, 0]))
+        scales.append(float(draw.bias_in[0, 0, 1].exp()))
+    assert abs(np.mean(draws) - coef[0]) < 0.05 * sd
+    assert abs(np.std(draws) / sd - 1) < 0.05
+    # sigma^2 = RSS / chi2(n - 2): its median is RSS / (n - 2.7)
+    assert abs(np.median(np.square(scales)) / (rss[0] / (n - 2 - 2 / 3)) - 1) < 0.05
+    with pytest.raises(ValueError, match="not a least-squares regression"):
+        pc.MAF().build([[0]], 2).draw_least_squares(generator)
+
+
+def test_least_squares_draws_give_no_variance_to_collinear_terms():
+    # a quadratic in a binary parent: its square is its own affine function, a direction of
+    # the coefficients that the rows do not identify; a draw along it must not move the fit
+    rng = np.random.default_rng(0)
+    t = (rng.random(2000) < 0.4).astype(float)
+    z = rng.normal(size=2000)
+    y = 1 + 2 * t + z + 1.5 * t * z + 0.5 * rng.normal(size=2000)
+    rows = torch.tensor(np.stack([t, z, y], 1), dtype=torch.float32)
+    rows = (rows - rows.mean(0)) / rows.std(0)
+    stack = pc.LinearGaussian(degree=2).build([[0, 1]], 3).requires_grad_(False)
+    stack.initialize(rows, torch.tensor([2]))
+    fit = stack.log_prob_all(rows, torch.tensor([2]))
+    generator = np.random.default_rng(1)
+    for _ in range(50):
+        draw = copy.deepcopy(stack)
+        draw.draw_least_squares(generator)
+        shift = draw.noise_all(rows, torch.tensor([2])) - stack.noise_all(rows, torch.tensor([2]))
+        assert float(shift.abs().max()) < 1.0  # measured 0.33 (without the tolerance: 48)
+        assert float((draw.log_prob_all(rows, torch.tensor([2])) - fit).mean().abs()) < 0.05
 
 
 def test_a_regression_whose_noise_scale_changes_gives_way_to_a_network():

@@ -25,7 +25,12 @@ def fitted():
     evidence.index = ["a", "b", "c", "d"]
     evidence.loc["b", "x2"] = np.nan
     result = scm.counterfactual(
-        evidence, {"x1": 1.0}, num_samples=300, abduction=SVIAbduction(num_steps=100), seed=0
+        evidence,
+        {"x1": 1.0},
+        num_samples=300,
+        abduction=SVIAbduction(num_steps=100),
+        seed=0,
+        fit_uncertainty="none",  # one model: its diagnostics per row (members: tested below)
     )
     return scm, data, evidence, result
 
@@ -110,7 +115,12 @@ def test_plot_posterior_draws_every_answer_variable_and_row(hidden_causes):
 
     scm, evidence = hidden_causes
     result = scm.counterfactual(
-        evidence, {"x2": 1.0}, num_samples=200, abduction=ImportanceAbduction(2000), seed=0
+        evidence,
+        {"x2": 1.0},
+        num_samples=200,
+        abduction=ImportanceAbduction(2000),
+        seed=0,
+        fit_uncertainty="none",  # one model: the ESS per row
     )
     idata = result.to_inference_data()
     axes = np.asarray(az.plot_posterior(idata))
@@ -127,7 +137,12 @@ def test_plot_posterior_draws_every_answer_variable_and_row(hidden_causes):
 def test_nuts_divergences_and_r_hat_in_sample_stats(hidden_causes):
     scm, evidence = hidden_causes
     result = scm.counterfactual(
-        evidence.head(2), {"x2": 1.0}, num_samples=60, abduction=NUTSAbduction(20), seed=0
+        evidence.head(2),
+        {"x2": 1.0},
+        num_samples=60,
+        abduction=NUTSAbduction(20),
+        seed=0,
+        fit_uncertainty="none",  # one chain (each parameter draw would run its own)
     )
     stats = result.to_inference_data().sample_stats
     assert stats["diverging"].dims == ("chain", "draw") and stats["diverging"].dtype == bool
@@ -177,11 +192,12 @@ def test_summary_gives_mean_sd_and_hdi_per_variable_and_row(fitted):
 
 
 def test_interventional_query_and_plots(fitted):
-    scm, _, _, result = fitted
+    scm, _, evidence, result = fitted
     doing = scm.do({"x2": 2.0}).query(num_samples=500, seed=0)
     assert doing.kind == "interventional" and list(doing.rows) == [0]
+    alone = scm.do({"x2": 2.0}).query(num_samples=500, seed=0, fit_uncertainty="none")
     pd.testing.assert_frame_equal(
-        doing.samples.reset_index(drop=True), scm.do({"x2": 2.0}).sample(500, seed=0)
+        alone.samples.reset_index(drop=True), scm.do({"x2": 2.0}).sample(500, seed=0)
     )
     assert set(doing.to_inference_data().groups()) == {"posterior", "interventional", "factual"}
     assert list(doing.to_inference_data().posterior.data_vars) == ["x1", "x3"]
@@ -190,6 +206,15 @@ def test_interventional_query_and_plots(fitted):
     assert len(axes) == 2  # x1 and x3 (x2 is intervened on)
     axes = result.plot(max_rows=4)
     assert axes.size >= 4 and axes.flat[0].get_title() == "row a"
+    assert any("one value" in line.get_label() for line in axes.flat[0].lines)  # row a
+    # by default the regressions' parameter uncertainty remains where every variable is
+    # observed, far narrower than the evidence-ignoring answer: a band, not a spike
+    pooled = scm.counterfactual(evidence, {"x1": 1.0}, num_samples=300, seed=0)
+    assert pooled.info["fit_uncertainty"] == "parameters" and pooled.info["members"] == 10
+    assert 0 < float(pooled.samples["x3"].xs("a", level="row").std()) < 0.1
+    assert pooled.diagnostics["member"].nunique() == 10
+    axes = pooled.plot(max_rows=4)
+    assert any("narrow" in line.get_label() for line in axes.flat[0].lines)
     import matplotlib.pyplot as plt
 
     plt.close("all")

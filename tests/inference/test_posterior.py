@@ -16,6 +16,7 @@ from pyrocausal.inference.posterior import (
     SVIAbduction,
 )
 from pyrocausal.inference.sensitivity import UnidentifiedQueryWarning
+from pyrocausal.models.flow_scm import PARAMETER_DRAWS
 
 FAST = SVIAbduction(num_steps=150)
 
@@ -423,21 +424,63 @@ def test_queries_average_over_near_ties_and_can_switch_it_off(near_tie, tmp_path
     scm, data = near_tie
     rows = data.head(20).assign(x1=np.nan)
     pooled = scm.counterfactual(rows, {"x2": 0.0}, num_samples=200, seed=0)
-    assert pooled.info["fit_uncertainty"] == "mechanisms"
-    assert pooled.info["members"] == 1 + len(scm.alternatives)
-    assert pooled.num_draws == 200
+    assert pooled.info["fit_uncertainty"] == "parameters"  # the default: and the regressions'
+    assert pooled.info["members"] == PARAMETER_DRAWS * (1 + len(scm.alternatives))
+    ties = scm.counterfactual(rows, {"x2": 0.0}, num_samples=200, seed=0,
+                              fit_uncertainty="mechanisms")  # fmt: skip
+    assert ties.info["members"] == 1 + len(scm.alternatives)
+    assert pooled.num_draws == 200 and ties.num_draws == 200
     alone = scm.counterfactual(rows, {"x2": 0.0}, num_samples=200, seed=0, fit_uncertainty="none")
     assert "fit_uncertainty" not in alone.info
     with pytest.raises(ValueError, match="fit_uncertainty must be"):
         scm.counterfactual(rows, {"x2": 0.0}, num_samples=10, fit_uncertainty="jackknife")
     ate = scm.ate("x3", {"x1": 1.0}, {"x1": 0.0}, num_samples=2000, seed=0)
-    assert ate.members is not None and len(ate.members) == 1 + len(scm.alternatives)
-    assert scm.do({"x1": 1.0}).query(100, seed=0).info["fit_uncertainty"] == "mechanisms"
+    assert ate.members is not None
+    assert len(ate.members) == PARAMETER_DRAWS * (1 + len(scm.alternatives))
+    assert scm.do({"x1": 1.0}).query(100, seed=0).info["fit_uncertainty"] == "parameters"
     scm.save(tmp_path / "m.pt")
     again = pc.SCM.load(tmp_path / "m.pt")
     torch.testing.assert_close(again.alternative_weights, scm.alternative_weights)
     b = again.counterfactual(rows, {"x2": 0.0}, num_samples=200, seed=0)
     pd.testing.assert_frame_equal(pooled.samples, b.samples)
+
+
+def test_parameter_fit_uncertainty_draws_the_least_squares_posterior(tmp_path):
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=40)
+    data = pd.DataFrame({"a": a, "b": 2 * a + rng.normal(size=40)})
+    scm = pc.SCM({"a": [], "b": ["a"]}, mechanisms="linear")
+    scm.fit(data, progress=False, seed=0)
+    known = pd.DataFrame({"a": [1.0], "b": [1.5]})  # everything observed: one fit is a point
+    alone = scm.counterfactual(known, {"a": 3.0}, num_samples=200, seed=0, fit_uncertainty="none")
+    assert float(alone.samples["b"].std()) < 1e-5
+    pooled = scm.counterfactual(known, {"a": 3.0}, num_samples=200, seed=0,
+                                fit_uncertainty="parameters")  # fmt: skip
+    assert pooled.info["members"] == 10 and pooled.info["fit_uncertainty"] == "parameters"
+    # b' = b + slope * 2: its spread is twice the slope's posterior sd (OLS se 0.17 here)
+    slope_se = (
+        1.0
+        / np.sqrt(((a - a.mean()) ** 2).sum())
+        * np.std(data["b"] - np.polyval(np.polyfit(a, data["b"], 1), a), ddof=2)
+    )
+    assert 0.5 * slope_se < float(pooled.samples["b"].std()) / 2 < 2 * slope_se
+    ate = scm.ate("b", {"a": 1.0}, {"a": 0.0}, num_samples=500, seed=0,
+                  fit_uncertainty="parameters")  # fmt: skip
+    assert len(ate.members) == 10 and ate.se > 0.5 * slope_se
+    # the draws are saved with the model: a loaded model gives the same answer
+    scm.save(tmp_path / "m.pt")
+    again = pc.SCM.load(tmp_path / "m.pt")
+    b = again.counterfactual(known, {"a": 3.0}, num_samples=200, seed=0,
+                             fit_uncertainty="parameters")  # fmt: skip
+    pd.testing.assert_frame_equal(pooled.samples, b.samples)
+    # a file saved before the posterior was kept loads, and answers with the fit alone
+    blob = torch.load(tmp_path / "m.pt", weights_only=True)
+    blob["state_dict"] = {k: v for k, v in blob["state_dict"].items() if ".ls_" not in k}
+    torch.save(blob, tmp_path / "old.pt")
+    old = pc.SCM.load(tmp_path / "old.pt").counterfactual(
+        known, {"a": 3.0}, num_samples=200, seed=0, fit_uncertainty="parameters"
+    )
+    assert float(old.samples["b"].std()) < 1e-5
 
 
 def test_bootstrap_fit_uncertainty_widens_a_small_data_answer(tmp_path):

@@ -25,13 +25,26 @@ def linear():
 
 def test_ate_is_a_float_with_its_monte_carlo_error(linear):
     scm, _ = linear
-    ate = scm.ate("b", {"a": 1.0}, {"a": 0.0}, num_samples=2000, seed=0)
+    ate = scm.ate("b", {"a": 1.0}, {"a": 0.0}, num_samples=2000, seed=0, fit_uncertainty="none")
     assert isinstance(ate, ATEResult) and isinstance(ate, float)
     assert f"{ate:.4f}" == f"{ate.estimate:.4f}" and json.loads(json.dumps(ate)) == ate.estimate
     assert pickle.loads(pickle.dumps(ate)).se == ate.se
     assert ate.members is None and ate.num_samples == 2000
     # A linear mechanism: the paired difference is the slope in every draw, no MC error.
     assert ate.se < 1e-6 and ate == pytest.approx(2.0, abs=0.15)
+
+
+def test_ate_carries_the_slope_uncertainty_by_default(linear):
+    scm, data = linear
+    ate = scm.ate("b", {"a": 1.0}, {"a": 0.0}, num_samples=2000, seed=0)
+    assert len(ate.members) == 10  # draws of the regression's posterior
+    a, b = data["a"].to_numpy(), data["b"].to_numpy()
+    slope, intercept = np.polyfit(a, b, 1)
+    se = np.std(b - slope * a - intercept, ddof=2) / np.sqrt(((a - a.mean()) ** 2).sum())
+    assert 0.5 * se < ate.se < 2 * se  # ~0.05: the slope's standard error
+    assert ate == pytest.approx(slope, abs=2 * se)
+    low, high = ate.interval(0.99)
+    assert low < 2.0 < high
 
 
 def test_monte_carlo_se_matches_the_spread_over_seeds():
