@@ -1127,7 +1127,7 @@ class SCM(nn.Module):
                 from their exact posterior (flat prior; saved with the model, the same draws
                 every time). Networks and learned discrete logits keep their fit. The draws
                 share one fitted guide per missingness pattern (:class:`SVIAbduction`'s
-                ``reuse``), so this costs about 1.5 times a query of the model alone.
+                ``reuse``), so this costs 1.2 to 1.7 times a query of the model alone.
                 ``"mechanisms"``: the near-ties only; ``"bootstrap"``: the uncertainty of
                 every parameter and of the choices, the draws split over
                 :data:`BOOTSTRAP_MEMBERS` refits on bootstrap resamples of the training rows
