@@ -445,15 +445,23 @@ def test_queries_average_over_near_ties_and_can_switch_it_off(near_tie, tmp_path
     pd.testing.assert_frame_equal(pooled.samples, b.samples)
 
 
-def test_parameter_fit_uncertainty_draws_the_least_squares_posterior(tmp_path):
+def _small_linear_fit() -> tuple[pc.SCM, pd.DataFrame, pd.DataFrame]:
+    """b = 2 a + noise fitted to 40 rows, and one fully observed row: one fit answers it
+    with a point, so any spread is the fit's uncertainty."""
     rng = np.random.default_rng(0)
     a = rng.normal(size=40)
     data = pd.DataFrame({"a": a, "b": 2 * a + rng.normal(size=40)})
     scm = pc.SCM({"a": [], "b": ["a"]}, mechanisms="linear")
     scm.fit(data, progress=False, seed=0)
-    known = pd.DataFrame({"a": [1.0], "b": [1.5]})  # everything observed: one fit is a point
+    known = pd.DataFrame({"a": [1.0], "b": [1.5]})
     alone = scm.counterfactual(known, {"a": 3.0}, num_samples=200, seed=0, fit_uncertainty="none")
     assert float(alone.samples["b"].std()) < 1e-5
+    return scm, data, known
+
+
+def test_parameter_fit_uncertainty_draws_the_least_squares_posterior(tmp_path):
+    scm, data, known = _small_linear_fit()
+    a = data["a"].to_numpy()
     pooled = scm.counterfactual(known, {"a": 3.0}, num_samples=200, seed=0,
                                 fit_uncertainty="parameters")  # fmt: skip
     assert pooled.info["members"] == 10 and pooled.info["fit_uncertainty"] == "parameters"
@@ -484,14 +492,7 @@ def test_parameter_fit_uncertainty_draws_the_least_squares_posterior(tmp_path):
 
 
 def test_bootstrap_fit_uncertainty_widens_a_small_data_answer(tmp_path):
-    rng = np.random.default_rng(0)
-    a = rng.normal(size=40)
-    data = pd.DataFrame({"a": a, "b": 2 * a + rng.normal(size=40)})
-    scm = pc.SCM({"a": [], "b": ["a"]}, mechanisms="linear")
-    scm.fit(data, progress=False, seed=0)
-    known = pd.DataFrame({"a": [1.0], "b": [1.5]})  # everything observed: one fit is a point
-    alone = scm.counterfactual(known, {"a": 3.0}, num_samples=200, seed=0, fit_uncertainty="none")
-    assert float(alone.samples["b"].std()) < 1e-5
+    scm, _, known = _small_linear_fit()
     pooled = scm.counterfactual(known, {"a": 3.0}, num_samples=200, seed=0,
                                 fit_uncertainty="bootstrap")  # fmt: skip
     assert pooled.info["members"] == 10 and pooled.info["fit_uncertainty"] == "bootstrap"
