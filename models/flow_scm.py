@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from torch.distributions import Independent, Normal, constraints
 from torch.distributions.transforms import Transform
 
+from pyrocausal.fused import fuse_stacks
 from pyrocausal.graph import CausalGraph, GraphError
 from pyrocausal.inference import distributed
 from pyrocausal.inference.counterfactual import noise_site, reparam_noise, replay_counterfactual
@@ -564,16 +565,21 @@ class SCM(nn.Module):
                     float(frozen_nll(train)) if frozen_nll else 0.0,
                     float(frozen_nll(val)) if frozen_nll and val is not None else 0.0,
                 )
-            history = train_mle(
-                self.stacks,
-                self._nll(*trainable),
-                train,
-                val_data=val,
-                epochs=epochs,
-                description="SCM.fit",
-                loss_offset=offset,
-                **options,
-            )
+            # Stacks of one conditioner shape train as one (see pyrocausal.fused).
+            stacks, groups, write_back = fuse_stacks(*trainable)
+            try:
+                history = train_mle(
+                    nn.ModuleList(stacks),
+                    self._nll(stacks, groups),
+                    train,
+                    val_data=val,
+                    epochs=epochs,
+                    description="SCM.fit",
+                    loss_offset=offset,
+                    **options,
+                )
+            finally:
+                write_back()
         if self.auto is not None and val is not None:
             self._challenge(train, val, z)
         return history
@@ -716,15 +722,19 @@ class SCM(nn.Module):
         self._freeze_closed_form(candidates, groups, train)
         trainable = self._split_frozen(candidates, groups)[0]
         if trainable[0]:  # (closed-form candidates are fitted already)
-            train_mle(
-                candidates,
-                self._nll(*trainable),
-                train,
-                val_data=None,
-                epochs=epochs,
-                description="SCM.fit (choosing mechanisms)",
-                **options,
-            )
+            stacks, stack_groups, write_back = fuse_stacks(*trainable)
+            try:
+                train_mle(
+                    nn.ModuleList(stacks),
+                    self._nll(stacks, stack_groups),
+                    train,
+                    val_data=None,
+                    epochs=epochs,
+                    description="SCM.fit (choosing mechanisms)",
+                    **options,
+                )
+            finally:
+                write_back()
         with torch.no_grad():
             nll = -torch.stack([c.log_prob_all(judged, columns) for c in candidates])  # (C,G,n)
         chosen = {n: rule.select(nll[:, i]) for i, n in enumerate(nodes)}

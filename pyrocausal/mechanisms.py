@@ -922,6 +922,10 @@ class StackedMechanism(nn.Module):
             params = self._shaped(raw, self._sizes, self._shapes)
             z, inner = self.spec.univariate(params).call_and_ladj(z)
             ladj = ladj + inner
+        return self._shape_noise(z, ladj)
+
+    def _shape_noise(self, z: Tensor, ladj: Tensor) -> tuple[Tensor, Tensor]:
+        """The parent-free noise transform of every node applied to ``z`` (and its ladj)."""
         after = self._noise(self.free)  # free (G, 1, F) broadcasts over rows
         if after is not None:
             z, inner = after.call_and_ladj(z)
