@@ -198,6 +198,11 @@ def _mechanisms(variant: str | None) -> Any:
         shape = "sinh-arcsinh" if variant == "light+pnl" else "spline"
         refinement = PostNonlinear(hidden_features=(24, 24), noise_shape=shape)
         return dataclasses.replace(Auto.light(), refinement=refinement)
+    if variant == "light+spline":  # Auto.light() refined by a spline noise shape
+        from pyrocausal.mechanisms import Auto, LocationScale
+
+        refinement = LocationScale(hidden_features=(24, 24), noise_shape="spline")
+        return dataclasses.replace(Auto.light(), refinement=refinement)
     if variant == "light-noscale":  # Auto.light() without its constant-scale test
         from pyrocausal.mechanisms import Auto
 
