@@ -18,6 +18,7 @@ from pyrocausal.mechanisms import Auto, SinhArcsinhTransform, beats, mechanism_f
     [
         pc.MAF(),
         pc.NSF(bins=4),
+        pc.NSF(bins=4, location_scale=True),
         pc.AdditiveNoise(),
         pc.AdditiveNoise(noise_shape="sinh-arcsinh"),
         pc.LocationScale(),
@@ -447,3 +448,23 @@ def test_a_regression_whose_noise_scale_changes_gives_way_to_a_network():
     assert table.loc["x3", "constant scale p"] > 1e-3 and table.loc["x3", "chosen"] == "linear"
     with pytest.raises(ValueError, match="scale_alpha"):
         Auto(scale_alpha=1.5)
+
+
+def test_a_location_scale_spline_starts_as_the_regression_and_round_trips_its_config():
+    spec = pc.NSF(bins=4, hidden_features=(8,), location_scale=True)
+    assert mechanism_from_config(spec.to_config()) == spec
+    assert mechanism_from_config({"type": "nsf"}).location_scale is False  # older files
+    torch.manual_seed(0)
+    x = torch.randn(400, 2)
+    x[:, 1] = 0.7 * x[:, 0] + 0.5 * torch.randn(400)
+    stack = spec.build([[], [0]], num_features=2)
+    stack.initialize(x, torch.arange(2))
+    regression = pc.LinearGaussian().build([[], [0]], num_features=2)
+    regression.initialize(x, torch.arange(2))
+    with torch.no_grad():  # zero last layer: the affine step and the spline are identities
+        torch.testing.assert_close(
+            stack.log_prob_all(x, torch.arange(2)), regression.log_prob_all(x, torch.arange(2))
+        )
+        stack.weights[-1].add_(0.3 * torch.randn_like(stack.weights[-1]))
+        moved = stack.log_prob_all(x, torch.arange(2))
+    assert not torch.allclose(moved, regression.log_prob_all(x, torch.arange(2)))
