@@ -203,6 +203,25 @@ def _mechanisms(variant: str | None) -> Any:
 
         refinement = LocationScale(hidden_features=(24, 24), noise_shape="spline")
         return dataclasses.replace(Auto.light(), refinement=refinement)
+    if variant == "light+nsf":  # Auto.light() refined by a conditional spline
+        from pyrocausal.mechanisms import NSF, Auto
+
+        return dataclasses.replace(Auto.light(), refinement=NSF(hidden_features=(24, 24)))
+    if variant == "light+nsf-ls":  # ... whose spline follows a conditional location-scale
+        from pyrocausal.mechanisms import NSF, Auto
+
+        refinement = NSF(hidden_features=(24, 24), location_scale=True)
+        return dataclasses.replace(Auto.light(), refinement=refinement)
+    if variant == "light-norefine":  # Auto.light() without its refinement (MAFs only)
+        from pyrocausal.mechanisms import Auto
+
+        return dataclasses.replace(Auto.light(), refinement=None)
+    if variant == "light-shaped":  # Auto.light() whose networks are all the refinement's
+        from pyrocausal.mechanisms import Auto
+
+        light = Auto.light()
+        candidates = tuple(c if c.closed_form else light.refinement for c in light.candidates)
+        return dataclasses.replace(light, candidates=candidates, refinement=None)
     if variant == "light-noscale":  # Auto.light() without its constant-scale test
         from pyrocausal.mechanisms import Auto
 
