@@ -2,8 +2,8 @@
 
 Reads the ``results.json`` of runs that differ only in ``--seed`` (same preset, data set,
 learning rate, latent size and device, else refused; the label fractions and models may differ,
-and each row of the summary says how many seeds it has), and writes ``OUT/seeds.md`` and
-``OUT/seeds.json``:
+and each row of the summary says how many seeds it has; two folders of one seed at different
+label fractions count as one run), and writes ``OUT/seeds.md`` and ``OUT/seeds.json``:
 
 * per intervened factor, model and label fraction, the mean and standard deviation over seeds
   of effectiveness (own units), descendants' and non-descendants' error (normalized), image
@@ -37,6 +37,7 @@ from counterfactual_images import VAES, markdown
 SKIPPED = ("eff. intervened (norm.)", "s per 1k CF")
 METRICS = [m for m in SCORED if m not in SKIPPED]
 ROOT = {"morpho": "thickness", "pendulum": "pendulum_angle"}
+NOT_MODELS = ("no change", "rendered truth")  # reference rows of every run
 
 
 def load(paths: list[Path]) -> list[dict[str, Any]]:
@@ -57,10 +58,23 @@ def load(paths: list[Path]) -> list[dict[str, Any]]:
         ]
         if differ:
             raise SystemExit(f"{path}: differs from {paths[0]} in {sorted(set(differ))}")
-    seeds = [run["args"]["seed"] for run in runs]
-    if len(set(seeds)) != len(seeds):
-        raise SystemExit(f"the runs must have different seeds, got {seeds}")
-    return runs
+    # Folders of one seed at different label fractions (a seed run at 1.0, then one at 0.5
+    # and 0.1) are one run: their model rows are joined; a label fraction twice is refused.
+    merged: dict[int, dict[str, Any]] = {}
+    for path, run in zip(paths, runs):
+        seed = run["args"]["seed"]
+        if seed not in merged:
+            merged[seed] = {**run, "rows": list(run["rows"]), "guidance": run.get("guidance", [])}
+            continue
+        first = merged[seed]
+        rows = [r for r in run["rows"] if r["model"] not in NOT_MODELS]
+        have = {r["label fraction"] for r in first["rows"] if r["model"] not in NOT_MODELS}
+        both = have & {r["label fraction"] for r in rows}
+        if both:
+            raise SystemExit(f"{path}: seed {seed} has label fraction(s) {sorted(both)} twice")
+        first["rows"] += rows
+        first["guidance"] = first["guidance"] + run.get("guidance", [])
+    return list(merged.values())
 
 
 def frame(runs: list[dict[str, Any]]) -> pd.DataFrame:
@@ -68,7 +82,7 @@ def frame(runs: list[dict[str, Any]]) -> pd.DataFrame:
     rows = []
     for run in runs:
         for row in run["rows"]:
-            if row["model"] in ("no change", "rendered truth"):
+            if row["model"] in NOT_MODELS:
                 continue
             rows.append({"seed": run["args"]["seed"], **row})
     return pd.DataFrame(rows)

@@ -48,7 +48,7 @@ def _key(stack: nn.Module) -> tuple | None:
     if type(stack) is not StackedMechanism or stack.closed_form or stack._value_shapes:
         return None
     spec = stack.spec
-    if isinstance(spec, MAF) and type(spec) is MAF and spec.transforms == 1:
+    if type(spec) is MAF and spec.transforms == 1:
         kind = "maf"
     elif type(spec) is LocationScale and spec.noise_shape == "sinh-arcsinh":
         kind = "shaped"

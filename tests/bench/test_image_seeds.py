@@ -60,7 +60,7 @@ def test_seeds_are_summarized_and_each_claim_is_judged_per_seed(tmp_path):
 
 def test_runs_that_differ_in_more_than_the_seed_are_refused(tmp_path):
     a = _run(tmp_path / "a", 0, 0.02)
-    with pytest.raises(SystemExit, match="different seeds"):
+    with pytest.raises(SystemExit, match=r"seed 0 has label fraction\(s\) \[1.0\] twice"):
         image_seeds.main([str(a), str(a), "--out", str(tmp_path / "out")])
     c = _run(tmp_path / "c", 2, 0.02, preset={"train_size": 500})
     with pytest.raises(SystemExit, match="preset"):
@@ -72,3 +72,23 @@ def test_runs_that_differ_in_more_than_the_seed_are_refused(tmp_path):
     (d / "results.json").write_text(json.dumps(result))
     with pytest.raises(SystemExit, match="no rows for \\['cvae'\\]"):
         image_seeds.main([str(a), str(d), "--out", str(tmp_path / "out")])
+
+
+def test_a_seed_run_at_other_label_fractions_joins_its_seed(tmp_path):
+    a = _run(tmp_path / "a", 0, diffae_mse=0.019)
+    b = _run(tmp_path / "b", 1, diffae_mse=0.010)
+    late = _run(tmp_path / "late", 1, diffae_mse=0.030)  # seed 1 again, at label fraction 0.5
+    result = json.loads((late / "results.json").read_text())
+    for row in result["rows"]:
+        if row["model"] != "no change":
+            row["label fraction"] = 0.5
+    result["guidance"] = []  # the curve is drawn at label fraction 1 only
+    (late / "results.json").write_text(json.dumps(result))
+    out = image_seeds.main([str(a), str(b), str(late), "--out", str(tmp_path / "out")])
+    assert out["seeds"] == [0, 1]
+    rows = {(r["model"], r["label fraction"]): r for r in out["summary"]}
+    assert rows[("causal-diffae", 1.0)]["seeds"] == 2
+    assert rows[("causal-diffae", 0.5)]["seeds"] == 1
+    assert rows[("causal-diffae", 0.5)]["CF img MSE"] == "0.03"
+    # the claims stay those of label fraction 1: seed 1 is sharper there (0.010)
+    assert out["claims"][1]["sharper: CF MSE below every VAE"]
