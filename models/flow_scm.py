@@ -565,24 +565,31 @@ class SCM(nn.Module):
                     float(frozen_nll(train)) if frozen_nll else 0.0,
                     float(frozen_nll(val)) if frozen_nll and val is not None else 0.0,
                 )
-            # Stacks of one conditioner shape train as one (see pyrocausal.fused).
-            stacks, groups, write_back = fuse_stacks(*trainable)
-            try:
-                history = train_mle(
-                    nn.ModuleList(stacks),
-                    self._nll(stacks, groups),
-                    train,
-                    val_data=val,
-                    epochs=epochs,
-                    description="SCM.fit",
-                    loss_offset=offset,
-                    **options,
-                )
-            finally:
-                write_back()
+            history = self._train(
+                trainable,
+                train,
+                val_data=val,
+                epochs=epochs,
+                description="SCM.fit",
+                loss_offset=offset,
+                **options,
+            )
         if self.auto is not None and val is not None:
             self._challenge(train, val, z)
         return history
+
+    def _train(
+        self, trainable: tuple[list[nn.Module], list], rows: Tensor, **options: Any
+    ) -> History:
+        """:func:`train_mle` of the ``trainable`` stacks and groups (see :meth:`_split_frozen`)
+        on ``rows``; stacks of one conditioner shape train as one (see
+        :mod:`pyrocausal.fused`), their weights written back after training, also a failed one.
+        """
+        stacks, groups, write_back = fuse_stacks(*trainable)
+        try:
+            return train_mle(nn.ModuleList(stacks), self._nll(stacks, groups), rows, **options)
+        finally:
+            write_back()
 
     def _initialize(
         self, stacks: nn.ModuleList, groups: list[tuple[Mechanism, list[str]]], train: Tensor
@@ -722,19 +729,14 @@ class SCM(nn.Module):
         self._freeze_closed_form(candidates, groups, train)
         trainable = self._split_frozen(candidates, groups)[0]
         if trainable[0]:  # (closed-form candidates are fitted already)
-            stacks, stack_groups, write_back = fuse_stacks(*trainable)
-            try:
-                train_mle(
-                    nn.ModuleList(stacks),
-                    self._nll(stacks, stack_groups),
-                    train,
-                    val_data=None,
-                    epochs=epochs,
-                    description="SCM.fit (choosing mechanisms)",
-                    **options,
-                )
-            finally:
-                write_back()
+            self._train(
+                trainable,
+                train,
+                val_data=None,
+                epochs=epochs,
+                description="SCM.fit (choosing mechanisms)",
+                **options,
+            )
         with torch.no_grad():
             nll = -torch.stack([c.log_prob_all(judged, columns) for c in candidates])  # (C,G,n)
         chosen = {n: rule.select(nll[:, i]) for i, n in enumerate(nodes)}
