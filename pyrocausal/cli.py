@@ -405,8 +405,9 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 # ---------------------------------------------------------------- parser
 MECHANISMS_HELP = (
-    "default (Auto.light(), as in Python), auto (the full selection), maf, nsf, anm, lsnm, pnl, "
-    "linear, bernoulli or categorical"
+    "default (Auto.light(), as in Python), auto (the full selection), flexible "
+    "(Auto.flexible(): splines for non-additive noise), maf, nsf, anm, lsnm, pnl, linear, "
+    "bernoulli or categorical"
 )
 DEVICE_HELP = "auto (CUDA when present, the default), cpu or cuda"
 

@@ -162,6 +162,92 @@ def test_a_refinement_only_replaces_a_chosen_network():
         Auto(refinement=pc.LinearGaussian())
 
 
+def test_a_ladder_of_refinements_keeps_the_first_within_se_rule_of_the_best():
+    shaped, spline = pc.LocationScale(noise_shape="sinh-arcsinh"), pc.NSF(location_scale=True)
+    rule = Auto(
+        candidates=(pc.LinearGaussian(), pc.MAF()), refinement=shaped, refinements=(spline,)
+    )
+    assert rule.ladder == (shaped, spline)
+    torch.manual_seed(0)
+    simple, a, b = torch.randn(1000), 0.1 * torch.randn(1000), 0.1 * torch.randn(1000)
+    network = simple - 0.05 + a
+    close = torch.stack([simple, network, network - 0.05 + a, network - 0.051 + b])
+    assert rule.select(close) == 2  # the spline is best, the preferred shape within 2 SE
+    clear = torch.stack([simple, network, network - 0.05 + a, network - 0.2 + b])
+    assert rule.select(clear) == 3
+    assert rule.refine(clear, 1, skip=[3]) == 2  # the choice without the spline
+    with pytest.raises(ValueError, match="not a refinement"):
+        Auto(refinement=shaped, confirm=(spline,))
+    with pytest.raises(ValueError, match="confirm_by"):
+        Auto(confirm_by="crps")
+
+
+def test_the_flexible_preset_is_the_default_rule_with_confirmed_splines():
+    rule, light = Auto.flexible(), Auto.light()
+    assert rule.candidates == light.candidates and rule.refinement == light.refinement
+    assert [type(r) for r in rule.ladder] == [pc.LocationScale, pc.LocationScale, pc.NSF]
+    assert rule.ladder[1].noise_shape == "spline" and rule.ladder[2].location_scale
+    assert rule.confirm == rule.ladder[-1:]
+    assert pc.SCM(pc.CausalGraph([("a", "b")]), mechanisms="flexible").auto == rule
+
+
+@pytest.mark.parametrize("bimodal", [False, True])
+def test_a_confirmed_refinement_keeps_a_node_only_where_it_wins_after_training(
+    monkeypatch, bimodal
+):
+    rng = np.random.default_rng(0)
+    x1, u = rng.normal(size=3000), rng.normal(size=3000)
+    noise = np.sign(u) * (1.5 + 0.3 * np.abs(u)) if bimodal else u
+    data = pd.DataFrame({"x1": x1, "x2": 0.8 * x1 + 0.5 * noise})
+    nsf = pc.NSF(hidden_features=(8, 8), location_scale=True)
+    maf = pc.MAF(hidden_features=(8, 8))
+    auto = Auto(candidates=(maf,), refinement=nsf, confirm=(nsf,))
+    # The pilot gives every node the spline; its shadow is the MAF.
+    monkeypatch.setattr(
+        Auto,
+        "refine",
+        lambda self, nll, network, skip=(): network if skip else len(self.candidates),
+    )
+    shadows = []
+    confirm = pc.SCM._confirm
+
+    def record(self, stacks, groups, val, rows):
+        shadows.append(
+            ([list(group) for _, group in groups], [p.clone() for p in stacks[0].parameters()])
+        )
+        confirm(self, stacks, groups, val, rows)
+
+    monkeypatch.setattr(pc.SCM, "_confirm", record)
+    scm = pc.SCM(pc.CausalGraph([("x1", "x2")]), mechanisms=auto)
+    scm.fit(data, epochs=20, batch_size=256, progress=False, seed=0, device="cpu")
+    assert shadows[0][0] == [["x1", "x2"]]
+    assert list(scm.selection["shadow"]) == ["maf(8x8)"] * 2
+    # A Gaussian node: the spline does not beat the trained MAF, which takes the node with
+    # its trained weights; a bimodal noise: the spline fits it far better and keeps it.
+    assert list(scm.selection["confirmed"]) == [False, bimodal]
+    assert scm.mechanisms == {"x1": maf, "x2": nsf if bimodal else maf}
+    g, k = scm._slot["x1"]
+    for mine, shadow in zip(scm.stacks[g].parameters(), shadows[0][1]):
+        torch.testing.assert_close(mine[k], shadow[0])
+    rows = data.head(100)
+    pd.testing.assert_frame_equal(scm.counterfactual(rows, {}), rows, atol=1e-4, rtol=1e-4)
+
+
+def test_the_quantile_loss_scores_the_conditional_quantiles():
+    # A perfect conditional model scores pinball losses of N(0, 1): the mean of phi(z_tau), 0.2957.
+    stack = pc.MAF(hidden_features=(4,)).build([[], [0]], num_features=2)
+    with torch.no_grad():
+        for p in stack.parameters():
+            p.zero_()
+    torch.manual_seed(0)
+    x = torch.randn(20000, 2)
+    loss = stack.quantile_loss_all(x, torch.tensor([0, 1]))
+    assert loss.shape == (2, 20000)
+    torch.testing.assert_close(loss.mean(-1), torch.full((2,), 0.2957), atol=0.006, rtol=0)
+    shifted = stack.quantile_loss_all(x + 1.0, torch.tensor([0, 1])).mean(-1)
+    assert bool((shifted > loss.mean(-1) + 0.1).all())  # a wrong location costs
+
+
 def test_an_scm_fit_with_a_refinement_chooses_among_it(tmp_path):
     truth = load_scm("triangle_multiplicative")
     data = truth.sample(2000, seed=0)
