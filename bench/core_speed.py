@@ -3,7 +3,7 @@
 * fit wall time of ``pc.SCM(...).fit`` against one joint ``causalflows.flows.CausalMAF`` fit
   (same standardized data, epochs, batch size, learning rate, hardware; repeated and
   interleaved, median reported), for the default mechanisms (``Auto.light()``), an all-MAF
-  model (the previous default) and ``"auto"``;
+  model (the previous default), ``"auto"`` and ``"flexible"``;
 * wall time of ``scm.counterfactual`` on 100,000 factual rows (abduction, pyro.do, replay).
 
 Run: ``.venv-bench/bin/python bench/core_speed.py [--rows 20000] [--epochs 50] [--repeats 3]``.
@@ -77,7 +77,8 @@ def main() -> None:
         truth = load_scm(name)
         data = truth.sample(args.rows, seed=0)
         times: dict[str, list[float]] = {"causalflows CausalMAF": [], "pyrocausal default": [],
-                                         "pyrocausal MAF": [], "pyrocausal auto": []}  # fmt: skip
+                                         "pyrocausal MAF": [], "pyrocausal auto": [],
+                                         "pyrocausal flexible": []}  # fmt: skip
         scm = None
         for r in range(args.repeats):
             common = (args.epochs, args.batch_size, args.lr, r)
@@ -86,6 +87,8 @@ def main() -> None:
             times["pyrocausal default"].append(t)
             times["pyrocausal MAF"].append(fit_pyrocausal(data, truth.graph, pc.MAF(), *common)[0])
             times["pyrocausal auto"].append(fit_pyrocausal(data, truth.graph, "auto", *common)[0])
+            flexible = fit_pyrocausal(data, truth.graph, "flexible", *common)[0]
+            times["pyrocausal flexible"].append(flexible)
         big = pd.concat([data] * (100_000 // len(data) + 1), ignore_index=True).head(100_000)
         node = truth.intervened[0]
         value = truth.intervention_values(node)[1]
@@ -105,9 +108,11 @@ def main() -> None:
                 "pyrocausal_default_fit_s": med["pyrocausal default"],
                 "pyrocausal_maf_fit_s": med["pyrocausal MAF"],
                 "pyrocausal_auto_fit_s": med["pyrocausal auto"],
+                "pyrocausal_flexible_fit_s": med["pyrocausal flexible"],
                 "default_fit_ratio": med["pyrocausal default"] / base,
                 "maf_fit_ratio": med["pyrocausal MAF"] / base,
                 "auto_fit_ratio": med["pyrocausal auto"] / base,
+                "flexible_fit_ratio": med["pyrocausal flexible"] / base,
                 "cf_100k_s": statistics.median(cf),
             }
         )

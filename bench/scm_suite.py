@@ -212,6 +212,33 @@ def _mechanisms(variant: str | None) -> Any:
 
         refinement = NSF(hidden_features=(24, 24), location_scale=True)
         return dataclasses.replace(Auto.light(), refinement=refinement)
+    if variant in ("light+nsf-ls-quantile", "light+ladder-quantile"):
+        # the same, confirmed by the quantile loss (Auto.confirm_by)
+        return dataclasses.replace(
+            _mechanisms(variant.replace("-quantile", "-confirm" if "nsf" in variant else "")),
+            confirm_by="quantile",
+        )
+    if variant == "flexible-confirm-all":  # Auto.flexible() confirming both splines
+        from pyrocausal.mechanisms import Auto
+
+        flexible = Auto.flexible()
+        return dataclasses.replace(flexible, confirm=flexible.ladder[1:])
+    if variant == "light+ladder-nonsf":  # the ladder's parent-free spline noise only
+        from pyrocausal.mechanisms import Auto, LocationScale
+
+        spline = LocationScale(hidden_features=(24, 24), noise_shape="spline")
+        return dataclasses.replace(Auto.light(), refinements=(spline,))
+    if variant in ("light+nsf-ls-confirm", "light+ladder", "light+ladder-noconfirm"):
+        # conditional spline refinements confirmed after training (Auto.confirm); the ladder
+        # puts a parent-free spline noise between the MAF and the conditional spline
+        from pyrocausal.mechanisms import NSF, Auto, LocationScale
+
+        nsf = NSF(hidden_features=(24, 24), location_scale=True)
+        confirm = () if variant.endswith("noconfirm") else (nsf,)
+        if variant == "light+nsf-ls-confirm":
+            return dataclasses.replace(Auto.light(), refinement=nsf, confirm=confirm)
+        spline = LocationScale(hidden_features=(24, 24), noise_shape="spline")
+        return dataclasses.replace(Auto.light(), refinements=(spline, nsf), confirm=confirm)
     if variant == "light-norefine":  # Auto.light() without its refinement (MAFs only)
         from pyrocausal.mechanisms import Auto
 
@@ -222,6 +249,16 @@ def _mechanisms(variant: str | None) -> Any:
         light = Auto.light()
         candidates = tuple(c if c.closed_form else light.refinement for c in light.candidates)
         return dataclasses.replace(light, candidates=candidates, refinement=None)
+    if variant == "light-noquadratic":  # Auto.light() without the quadratic regression
+        from pyrocausal.mechanisms import Auto
+
+        light = Auto.light()
+        candidates = tuple(c for c in light.candidates if getattr(c, "degree", 1) != 2)
+        return dataclasses.replace(light, candidates=candidates)
+    if variant == "light-nonested":  # Auto.light() without the F-test for the quadratic
+        from pyrocausal.mechanisms import Auto
+
+        return dataclasses.replace(Auto.light(), nested_alpha=0.0)
     if variant == "light-noscale":  # Auto.light() without its constant-scale test
         from pyrocausal.mechanisms import Auto
 

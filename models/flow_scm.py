@@ -123,8 +123,8 @@ class SCM(nn.Module):
             linear nodes, a 24x24 :class:`~pyrocausal.mechanisms.MAF` for the others, the
             quadratic regression where it ties or beats the trained MAF or an F-test rejects
             the linear fit, and a sinh-arcsinh noise shape on a MAF node where it wins by two
-            standard errors; at equal epochs it fits in 0.8-0.9 times one causalflows
-            ``CausalMAF``'s time on 3-5 nodes and 1.4 times on 10. ``"auto"`` adds additive-
+            standard errors; at equal epochs it fits in 0.8-1.1 times one causalflows
+            ``CausalMAF``'s time on 3-5 nodes and 1.4-1.5 times on 10. ``"auto"`` adds additive-
             and location-scale-noise mechanisms with 32x32 networks: as accurate by count on
             ``bench/scm_suite.py`` (15 of 17 SCMs) but worse on the large backdoor, at about
             three times the default's fitting time. ``"flexible"``

@@ -682,7 +682,8 @@ class Auto:
         best peer against 0.94): a location-scale mechanism with a two-mode noise, which the
         conditional spline fits better and whose counterfactuals it moves across the gap
         between the modes. Measured in ``bench/results/random_pool/TUNING.md``. It trains
-        more stacks than :meth:`light` (about twice the fitting time).
+        more stacks, and splines, than :meth:`light`: about four times its fitting time at
+        equal epochs (``bench/core_speed.py``).
 
         Example:
             >>> [type(r).__name__ for r in Auto.flexible().ladder]
