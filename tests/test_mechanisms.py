@@ -398,7 +398,7 @@ def test_post_nonlinear_mechanism_recovers_a_link_a_location_scale_cannot(tmp_pa
 
 
 def test_constant_scale_test_separates_a_changing_scale_from_a_curved_mean():
-    from pyrocausal.models.flow_scm import _constant_scale_p_value
+    from pyrocausal.models.selection import _constant_scale_p_value
 
     rng = np.random.default_rng(0)
     x1 = rng.normal(size=5000)
@@ -417,7 +417,7 @@ def test_constant_scale_test_separates_a_changing_scale_from_a_curved_mean():
 
 
 def test_specification_tests_pass_a_regression_only_where_it_is_the_model():
-    from pyrocausal.models.flow_scm import _specification_p_value
+    from pyrocausal.models.selection import _specification_p_value
 
     rng = np.random.default_rng(0)
     x1, x2 = rng.normal(size=(2, 5000))
