@@ -584,7 +584,10 @@ class Auto:
             still beats it by ``se_rule`` standard errors on the validation rows. The pilot
             favours the flexible mechanism that learns fastest: a conditional spline won a
             non-linear chain's additive node in the pilot by 0.06 nats and tied the MAF
-            after training, with counterfactuals 1.3 times farther off.
+            after training, with counterfactuals 1.3 times farther off. The shadows train in
+            the model's training loop (their weights are their own, so their steps are as if
+            apart), and the loss :meth:`SCM.fit <pyrocausal.SCM.fit>` reports, and on which it
+            picks the best epoch, includes their negative log-likelihood.
         confirm_by: What the confirmation compares: ``"nll"`` (held-out log-likelihood) or
             ``"quantile"`` (the per-row quantile loss of the conditional distributions,
             :meth:`StackedMechanism.quantile_loss_all`).
