@@ -100,11 +100,9 @@ class MechanismSelection:
         shadow: dict[str, int] = {}
         for i, node in enumerate(nodes):
             if chosen[node] in confirm:
-                base = next(c for c in range(len(rule.candidates)) if not pilot[c].closed_form)
-                base = min(
+                base = min(  # a refinement was chosen, so there is a network candidate
                     (c for c in range(len(rule.candidates)) if not pilot[c].closed_form),
                     key=lambda c: float(nll[c, i].mean()),
-                    default=base,
                 )
                 shadow[node] = rule.refine(nll[:, i], base, skip=confirm)
         self.mechanisms = {**self.mechanisms, **{n: pilot[chosen[n]] for n in nodes}}
@@ -188,13 +186,27 @@ class MechanismSelection:
                     if not kept:
                         mechanisms[node], source[node] = spec, (stack, k)
                         self.selection.loc[node, "chosen"] = _describe(spec)
-        if not source:
-            return
+        if source:
+            self._restack(mechanisms, rows, source)
+
+    def _restack(
+        self,
+        mechanisms: dict[str, Mechanism],
+        rows: Tensor,
+        source: Mapping[str, tuple[nn.Module, int]] | None = None,
+    ) -> None:
+        """Rebuild the stacks for new ``mechanisms``, keeping the trained weights.
+
+        Groups whose nodes and mechanism did not change keep their stacks; every network
+        node of a changed group gets its weights from ``source`` (a stack and slot) or else
+        from its current slot; closed-form stacks are refitted by least squares on ``rows``.
+        """
+        source = source or {}
         old_stacks, old_groups, old_slot = self.stacks, self._groups, self._slot
         self.mechanisms = mechanisms
         self.stacks = self._build_stacks().to(device=self.device, dtype=self.dtype)
         for g, group in enumerate(self._groups):
-            if group in old_groups:
+            if group in old_groups:  # untouched (every given mechanism's group): kept
                 self.stacks[g] = old_stacks[old_groups.index(group)]
                 continue
             for k, node in enumerate(group[1]):
@@ -321,19 +333,9 @@ class MechanismSelection:
         self.selection["near tie"] = [
             _describe(runner_up[n]) if n in runner_up else "" for n in self.graph.nodes
         ]
-        old_stacks, old_groups, old_slot = self.stacks, self._groups, self._slot
+        old_stacks, old_slot = self.stacks, self._slot  # the alternatives copy from these
         if mechanisms != self.mechanisms:
-            self.mechanisms = mechanisms
-            self.stacks = self._build_stacks().to(device=self.device, dtype=self.dtype)
-            for g, group in enumerate(self._groups):
-                if group in old_groups:  # untouched (every given mechanism's group): kept
-                    self.stacks[g] = old_stacks[old_groups.index(group)]
-                    continue
-                for k, node in enumerate(group[1]):
-                    if not mechanisms[node].closed_form:
-                        g_old, k_old = old_slot[node]
-                        self.stacks[g].copy_slot(old_stacks[g_old], k_old, k)
-            self._freeze_closed_form(self.stacks, self._groups, rows)
+            self._restack(mechanisms, rows)
         weights = {n: math.exp(-gap[n]) for n in runner_up}
         total = 1.0 + sum(weights.values())
         kept = [n for n in runner_up if weights[n] / total >= 0.05]  # others: too few draws
