@@ -12,7 +12,9 @@ same model, one stack's cost per step.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -36,11 +38,51 @@ class _FusedStack(StackedMechanism):
         self.plain = plain
 
     def _shape_noise(self, z: Tensor, ladj: Tensor) -> tuple[Tensor, Tensor]:
-        sizes = [self.plain, len(self) - self.plain]
-        (z_plain, z), (ladj_plain, ladj) = z.split(sizes), ladj.split(sizes)
-        after = self._noise(self.free[self.plain :])
-        z, inner = after.call_and_ladj(z)
-        return torch.cat([z_plain, z]), torch.cat([ladj_plain, ladj + inner])
+        return _ShapedTail.apply(z, ladj, self.free, self.plain)
+
+
+class _ShapedTail(torch.autograd.Function):
+    """The sinh-arcsinh noise shape (:class:`~pyrocausal.mechanisms.SinhArcsinhTransform`)
+    of the slots from ``plain`` on, the first ``plain`` slots passed through, in one
+    operation with a hand-written backward.
+
+    The same values as splitting ``z`` and ``ladj``, shaping the tail and concatenating
+    again (which autograd recorded as about twenty small operations, most of the fused
+    stack's extra cost per step over a MAF stack); ``free`` is the stack's ``(G, 1, 2)``
+    noise parameters (skewness, log tail weight clamped to ``[-3, 3]``), whose first
+    ``plain`` rows get zero gradients.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, z: Tensor, ladj: Tensor, free: Tensor, plain: int) -> tuple[Tensor, ...]:
+        x, skew, raw = z[plain:], free[plain:, :, :1], free[plain:, :, 1:2]
+        log_tail = raw.clamp(-3.0, 3.0)
+        tail = log_tail.exp()
+        s = torch.asinh(x)
+        w = torch.addcmul(-skew, tail, s)
+        # log cosh(w) = |w| + log1p(exp(-2|w|)) - log 2; d/dx asinh(x) = 1 / sqrt(1 + x^2)
+        a = w.abs()
+        inner = torch.exp(-2.0 * a).log1p_().add_(a).add_(log_tail - math.log(2.0))
+        inner = inner.sub_(torch.log1p(x * x).mul_(0.5))
+        ctx.save_for_backward(x, s, w, tail, (raw >= -3.0) & (raw <= 3.0))
+        ctx.plain = plain
+        ladj_out = ladj.clone()
+        ladj_out[plain:] += inner
+        return torch.cat([z[:plain], torch.sinh(w)]), ladj_out
+
+    @staticmethod
+    def backward(ctx: Any, grad_y: Tensor, grad_ladj: Tensor) -> tuple[Tensor | None, ...]:
+        x, s, w, tail, inside = ctx.saved_tensors
+        plain = ctx.plain
+        gy, gl = grad_y[plain:], grad_ladj[plain:]
+        grad_w = torch.addcmul(gy * torch.cosh(w), gl, torch.tanh(w))
+        inv = (x * x).add_(1.0).reciprocal_()  # 1 / (1 + x^2)
+        grad_x = (grad_w * tail).mul_(inv.sqrt()).sub_(gl * x * inv)
+        grad_free = torch.zeros(len(grad_y), 1, 2, dtype=grad_y.dtype, device=grad_y.device)
+        grad_free[plain:, :, :1] = -grad_w.sum(1, keepdim=True)
+        grad_tail = (grad_w * s).sum(1, keepdim=True).mul_(tail).add_(gl.sum(1, keepdim=True))
+        grad_free[plain:, :, 1:2] = grad_tail * inside
+        return torch.cat([grad_y[:plain], grad_x]), grad_ladj, grad_free, None
 
 
 def _key(stack: nn.Module) -> tuple | None:

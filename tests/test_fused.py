@@ -106,3 +106,34 @@ def test_the_default_fit_trains_its_maf_and_refinement_nodes_as_one_stack(monkey
     pilot = seen[0]  # every network candidate of the pilot trains in one stack
     assert pilot == (["MAF", "LocationScale"], 1)
     assert len(seen) == 2  # the pilot, then the chosen networks
+
+
+def test_the_shaped_tail_has_the_gradients_of_autograd():
+    from pyrocausal.fused import _ShapedTail
+    from pyrocausal.mechanisms import SinhArcsinhTransform
+
+    torch.manual_seed(0)
+    z = torch.randn(5, 7, 1, dtype=torch.double, requires_grad=True)
+    ladj = torch.randn(5, 7, 1, dtype=torch.double, requires_grad=True)
+    # slot 4's log tail weight beyond the clamp: no gradient, as torch.clamp gives none
+    free = torch.tensor([[[0.3, 0.2]]] * 3 + [[[-0.4, 0.5]], [[0.1, 3.5]]], dtype=torch.double)
+    free.requires_grad_(True)
+    torch.autograd.gradcheck(lambda *a: _ShapedTail.apply(*a, 2), (z, ladj, free))
+
+    def reference(z, ladj, free):  # split, shape the tail by autograd, concatenate
+        t = SinhArcsinhTransform(free[2:, :, :1], free[2:, :, 1:2])
+        y, inner = t(z[2:]), t.log_abs_det_jacobian(z[2:], None)
+        return torch.cat([z[:2], y]), torch.cat([ladj[:2], ladj[2:] + inner])
+
+    got, want = _ShapedTail.apply(z, ladj, free, 2), reference(z, ladj, free)
+    weights = torch.randn(5, 7, 1, dtype=torch.double), torch.randn(5, 7, 1, dtype=torch.double)
+    grads = [
+        torch.autograd.grad(sum((w * o).sum() for w, o in zip(weights, out)), (z, ladj, free))
+        for out in (got, want)
+    ]
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w)
+    for g, w in zip(*grads):
+        torch.testing.assert_close(g, w)
+    assert float(grads[0][2][4, 0, 1]) == 0.0 and float(grads[0][2][3, 0, 1]) != 0.0
+    assert float(grads[0][2][:2].abs().sum()) == 0.0  # the plain slots' parameters stay put
