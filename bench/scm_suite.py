@@ -198,6 +198,16 @@ def _mechanisms(variant: str | None) -> Any:
         shape = "sinh-arcsinh" if variant == "light+pnl" else "spline"
         refinement = PostNonlinear(hidden_features=(24, 24), noise_shape=shape)
         return dataclasses.replace(Auto.light(), refinement=refinement)
+    if variant in ("light+pnl-confirm", "light+pnl-nsf-confirm"):
+        # PostNonlinear after the sinh-arcsinh refinement, confirmed after training (and, in
+        # the second, a conditional spline after it, confirmed too)
+        from pyrocausal.mechanisms import NSF, Auto, PostNonlinear
+
+        pnl = PostNonlinear(hidden_features=(24, 24), noise_shape="sinh-arcsinh")
+        ladder: tuple = (pnl,)
+        if variant == "light+pnl-nsf-confirm":
+            ladder += (NSF(hidden_features=(24, 24), location_scale=True),)
+        return dataclasses.replace(Auto.light(), refinements=ladder, confirm=ladder)
     if variant == "light+spline":  # Auto.light() refined by a spline noise shape
         from pyrocausal.mechanisms import Auto, LocationScale
 
