@@ -300,6 +300,13 @@ class PyroCausal(Adapter):
         import pyrocausal as pc
 
         self.name = "pyrocausal" if variant is None else f"pyrocausal-{variant}"
+        # "VARIANT@wd=W": the variant's mechanisms fitted with Adam weight decay W
+        # ("default@wd=1e-4" for the default mechanisms)
+        self.weight_decay = 0.0
+        if variant is not None and "@wd=" in variant:
+            variant, wd = variant.split("@wd=")
+            self.weight_decay = float(wd)
+            variant = None if variant == "default" else variant
         self.scm = pc.SCM(truth.graph, _mechanisms(variant))
         self.budget = budget
         self.device = device
@@ -314,6 +321,7 @@ class PyroCausal(Adapter):
             "progress": False,
             "seed": self.budget["seed"],
             "patience": self.budget["patience"],
+            "weight_decay": self.weight_decay,
         }
         if "val_data" in params:
             kwargs["val_data"] = val
