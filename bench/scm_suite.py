@@ -1085,7 +1085,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--libraries",
         default="pyrocausal,causalflows-maf,causalflows-nsf,dowhy-gcm",
-        help="comma-separated: pyrocausal, causalflows-maf, causalflows-nsf, dowhy-gcm",
+        help="comma-separated: pyrocausal, causalflows-maf, causalflows-nsf, dowhy-gcm, or "
+        "pyrocausal-VARIANT (VARIANT@wd=W adds Adam weight decay W; default@wd=W for the "
+        "default mechanisms)",
     )
     p.add_argument(
         "--variants", default="", help="extra pyrocausal mechanisms, e.g. maf,nsf,linear,auto"
