@@ -12,14 +12,20 @@ same model, one stack's cost per step.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from pyrocausal.mechanisms import MAF, LocationScale, Mechanism, StackedMechanism
+from pyrocausal.mechanisms import (
+    MAF,
+    LocationScale,
+    Mechanism,
+    StackedMechanism,
+    _sinh_arcsinh_backward,
+    _sinh_arcsinh_forward,
+)
 
 __all__ = ["fuse_stacks"]
 
@@ -56,28 +62,20 @@ class _ShapedTail(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, z: Tensor, ladj: Tensor, free: Tensor, plain: int) -> tuple[Tensor, ...]:
         x, skew, raw = z[plain:], free[plain:, :, :1], free[plain:, :, 1:2]
-        log_tail = raw.clamp(-3.0, 3.0)
-        tail = log_tail.exp()
-        s = torch.asinh(x)
-        w = torch.addcmul(-skew, tail, s)
-        # log cosh(w) = |w| + log1p(exp(-2|w|)) - log 2; d/dx asinh(x) = 1 / sqrt(1 + x^2)
-        a = w.abs()
-        inner = torch.exp(-2.0 * a).log1p_().add_(a).add_(log_tail - math.log(2.0))
-        inner = inner.sub_(torch.log1p(x * x).mul_(0.5))
-        ctx.save_for_backward(x, s, w, tail, (raw >= -3.0) & (raw <= 3.0))
+        y, inner, saved = _sinh_arcsinh_forward(x, skew, raw.clamp(-3.0, 3.0))
+        ctx.save_for_backward(*saved, (raw >= -3.0) & (raw <= 3.0))
         ctx.plain = plain
         ladj_out = ladj.clone()
         ladj_out[plain:] += inner
-        return torch.cat([z[:plain], torch.sinh(w)]), ladj_out
+        return torch.cat([z[:plain], y]), ladj_out
 
     @staticmethod
     def backward(ctx: Any, grad_y: Tensor, grad_ladj: Tensor) -> tuple[Tensor | None, ...]:
-        x, s, w, tail, inside = ctx.saved_tensors
+        *saved, inside = ctx.saved_tensors
         plain = ctx.plain
-        gy, gl = grad_y[plain:], grad_ladj[plain:]
-        grad_w = torch.addcmul(gy * torch.cosh(w), gl, torch.tanh(w))
-        inv = (x * x).add_(1.0).reciprocal_()  # 1 / (1 + x^2)
-        grad_x = (grad_w * tail).mul_(inv.sqrt()).sub_(gl * x * inv)
+        gl = grad_ladj[plain:]
+        grad_x, grad_w = _sinh_arcsinh_backward(grad_y[plain:], gl, *saved)
+        s, tail = saved[1], saved[3]
         grad_free = torch.zeros(len(grad_y), 1, 2, dtype=grad_y.dtype, device=grad_y.device)
         grad_free[plain:, :, :1] = -grad_w.sum(1, keepdim=True)
         grad_tail = (grad_w * s).sum(1, keepdim=True).mul_(tail).add_(gl.sum(1, keepdim=True))

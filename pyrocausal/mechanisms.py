@@ -115,27 +115,46 @@ class _SinhArcsinhCall(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, skew: Tensor, log_tail: Tensor) -> tuple[Tensor, Tensor]:
-        tail = log_tail.exp()
-        s = torch.asinh(x)
-        z = torch.addcmul(-skew, tail, s)
-        # log cosh(z) = |z| + log1p(exp(-2|z|)) - log 2; d/dx asinh(x) = 1 / sqrt(1 + x^2)
-        a = z.abs()
-        ladj = torch.exp(-2.0 * a).log1p_().add_(a).add_(log_tail - math.log(2.0))
-        ladj = ladj.sub_(torch.log1p(x * x).mul_(0.5))
-        ctx.save_for_backward(x, s, z, tail)
+        y, ladj, saved = _sinh_arcsinh_forward(x, skew, log_tail)
+        ctx.save_for_backward(*saved)
         ctx.shapes = (x.shape, skew.shape, log_tail.shape)
-        return torch.sinh(z), ladj
+        return y, ladj
 
     @staticmethod
     def backward(ctx: Any, grad_y: Tensor, grad_ladj: Tensor) -> tuple[Tensor, ...]:
-        x, s, z, tail = ctx.saved_tensors
         x_shape, skew_shape, tail_shape = ctx.shapes
-        grad_z = torch.addcmul(grad_y * torch.cosh(z), grad_ladj, torch.tanh(z))
-        inv = (x * x).add_(1.0).reciprocal_()  # 1 / (1 + x^2)
-        grad_x = (grad_z * tail).mul_(inv.sqrt()).sub_(grad_ladj * x * inv)
+        x, s, z, tail = ctx.saved_tensors
+        grad_x, grad_z = _sinh_arcsinh_backward(grad_y, grad_ladj, x, s, z, tail)
         grad_skew = -grad_z.sum_to_size(skew_shape)
         grad_tail = (grad_z * s).sum_to_size(tail_shape) * tail + grad_ladj.sum_to_size(tail_shape)
         return grad_x.sum_to_size(x_shape), grad_skew, grad_tail
+
+
+def _sinh_arcsinh_forward(
+    x: Tensor, skew: Tensor, log_tail: Tensor
+) -> tuple[Tensor, Tensor, tuple[Tensor, ...]]:
+    """``y = sinh(exp(log_tail) asinh(x) - skew)``, its log-abs-det-Jacobian, and the tensors
+    :func:`_sinh_arcsinh_backward` needs (``log_tail`` already clamped)."""
+    tail = log_tail.exp()
+    s = torch.asinh(x)
+    z = torch.addcmul(-skew, tail, s)
+    # log cosh(z) = |z| + log1p(exp(-2|z|)) - log 2; d/dx asinh(x) = 1 / sqrt(1 + x^2)
+    a = z.abs()
+    ladj = torch.exp(-2.0 * a).log1p_().add_(a).add_(log_tail - math.log(2.0))
+    ladj = ladj.sub_(torch.log1p(x * x).mul_(0.5))
+    return torch.sinh(z), ladj, (x, s, z, tail)
+
+
+def _sinh_arcsinh_backward(
+    grad_y: Tensor, grad_ladj: Tensor, x: Tensor, s: Tensor, z: Tensor, tail: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Gradients of the loss with respect to ``x`` and to ``z = tail asinh(x) - skew`` (from
+    which the parameters' follow: ``-grad_z`` for the skew, ``grad_z s tail + grad_ladj`` for
+    the log tail weight, summed over the rows) given those of ``y`` and of the ladj."""
+    grad_z = torch.addcmul(grad_y * torch.cosh(z), grad_ladj, torch.tanh(z))
+    inv = (x * x).add_(1.0).reciprocal_()  # 1 / (1 + x^2)
+    grad_x = (grad_z * tail).mul_(inv.sqrt()).sub_(grad_ladj * x * inv)
+    return grad_x, grad_z
 
 
 class SinhArcsinhTransform(Transform):
