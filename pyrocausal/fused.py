@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from pyrocausal.mechanisms import (
+    LOG_TAIL_BOUND,
     MAF,
     LocationScale,
     Mechanism,
@@ -55,15 +56,16 @@ class _ShapedTail(torch.autograd.Function):
     The same values as splitting ``z`` and ``ladj``, shaping the tail and concatenating
     again (which autograd recorded as about twenty small operations, most of the fused
     stack's extra cost per step over a MAF stack); ``free`` is the stack's ``(G, 1, 2)``
-    noise parameters (skewness, log tail weight clamped to ``[-3, 3]``), whose first
+    noise parameters (skewness, log tail weight clamped to ``LOG_TAIL_BOUND``), whose first
     ``plain`` rows get zero gradients.
     """
 
     @staticmethod
     def forward(ctx: Any, z: Tensor, ladj: Tensor, free: Tensor, plain: int) -> tuple[Tensor, ...]:
         x, skew, raw = z[plain:], free[plain:, :, :1], free[plain:, :, 1:2]
-        y, inner, saved = _sinh_arcsinh_forward(x, skew, raw.clamp(-3.0, 3.0))
-        ctx.save_for_backward(*saved, (raw >= -3.0) & (raw <= 3.0))
+        bound = LOG_TAIL_BOUND
+        y, inner, saved = _sinh_arcsinh_forward(x, skew, raw.clamp(-bound, bound))
+        ctx.save_for_backward(*saved, raw.abs() <= bound)
         ctx.plain = plain
         ladj_out = ladj.clone()
         ladj_out[plain:] += inner
@@ -73,12 +75,11 @@ class _ShapedTail(torch.autograd.Function):
     def backward(ctx: Any, grad_y: Tensor, grad_ladj: Tensor) -> tuple[Tensor | None, ...]:
         *saved, inside = ctx.saved_tensors
         plain = ctx.plain
-        gl = grad_ladj[plain:]
-        grad_x, grad_w = _sinh_arcsinh_backward(grad_y[plain:], gl, *saved)
-        s, tail = saved[1], saved[3]
+        grad_x, grad_skew, grad_tail = _sinh_arcsinh_backward(
+            grad_y[plain:], grad_ladj[plain:], saved, inside.shape, inside.shape
+        )
         grad_free = torch.zeros(len(grad_y), 1, 2, dtype=grad_y.dtype, device=grad_y.device)
-        grad_free[plain:, :, :1] = -grad_w.sum(1, keepdim=True)
-        grad_tail = (grad_w * s).sum(1, keepdim=True).mul_(tail).add_(gl.sum(1, keepdim=True))
+        grad_free[plain:, :, :1] = grad_skew
         grad_free[plain:, :, 1:2] = grad_tail * inside
         return torch.cat([grad_y[:plain], grad_x]), grad_ladj, grad_free, None
 

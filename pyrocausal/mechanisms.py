@@ -123,11 +123,14 @@ class _SinhArcsinhCall(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad_y: Tensor, grad_ladj: Tensor) -> tuple[Tensor, ...]:
         x_shape, skew_shape, tail_shape = ctx.shapes
-        x, s, z, tail = ctx.saved_tensors
-        grad_x, grad_z = _sinh_arcsinh_backward(grad_y, grad_ladj, x, s, z, tail)
-        grad_skew = -grad_z.sum_to_size(skew_shape)
-        grad_tail = (grad_z * s).sum_to_size(tail_shape) * tail + grad_ladj.sum_to_size(tail_shape)
+        grad_x, grad_skew, grad_tail = _sinh_arcsinh_backward(
+            grad_y, grad_ladj, ctx.saved_tensors, skew_shape, tail_shape
+        )
         return grad_x.sum_to_size(x_shape), grad_skew, grad_tail
+
+
+LOG_TAIL_BOUND = 3.0
+"""``|log_b|`` of :class:`SinhArcsinhTransform` is clamped to this bound."""
 
 
 def _sinh_arcsinh_forward(
@@ -146,15 +149,22 @@ def _sinh_arcsinh_forward(
 
 
 def _sinh_arcsinh_backward(
-    grad_y: Tensor, grad_ladj: Tensor, x: Tensor, s: Tensor, z: Tensor, tail: Tensor
-) -> tuple[Tensor, Tensor]:
-    """Gradients of the loss with respect to ``x`` and to ``z = tail asinh(x) - skew`` (from
-    which the parameters' follow: ``-grad_z`` for the skew, ``grad_z s tail + grad_ladj`` for
-    the log tail weight, summed over the rows) given those of ``y`` and of the ladj."""
+    grad_y: Tensor,
+    grad_ladj: Tensor,
+    saved: Sequence[Tensor],
+    skew_shape: Sequence[int],
+    tail_shape: Sequence[int],
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Gradients of the loss with respect to ``x``, the skew and the (clamped) log tail
+    weight, given those of ``y`` and of the ladj and the tensors :func:`_sinh_arcsinh_forward`
+    saved; the parameters' gradients are summed to their shapes."""
+    x, s, z, tail = saved
     grad_z = torch.addcmul(grad_y * torch.cosh(z), grad_ladj, torch.tanh(z))
     inv = (x * x).add_(1.0).reciprocal_()  # 1 / (1 + x^2)
     grad_x = (grad_z * tail).mul_(inv.sqrt()).sub_(grad_ladj * x * inv)
-    return grad_x, grad_z
+    grad_skew = -grad_z.sum_to_size(skew_shape)
+    grad_tail = (grad_z * s).sum_to_size(tail_shape) * tail + grad_ladj.sum_to_size(tail_shape)
+    return grad_x, grad_skew, grad_tail
 
 
 class SinhArcsinhTransform(Transform):
@@ -183,7 +193,7 @@ class SinhArcsinhTransform(Transform):
     def __init__(self, skew: Tensor, log_tail: Tensor) -> None:
         super().__init__()
         self.skew = skew
-        self.log_tail = log_tail.clamp(-3.0, 3.0)
+        self.log_tail = log_tail.clamp(-LOG_TAIL_BOUND, LOG_TAIL_BOUND)
 
     def _call(self, x: Tensor) -> Tensor:
         return torch.sinh(self.log_tail.exp() * torch.asinh(x) - self.skew)
